@@ -1,0 +1,1 @@
+//! Benchmarks of the conntrack exporter; see `README.md` in this folder.

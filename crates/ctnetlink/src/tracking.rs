@@ -1,0 +1,1 @@
+//! Switching connection tracking on in the current network namespace (placeholder).
