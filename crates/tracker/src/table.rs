@@ -1,0 +1,646 @@
+//! The live connection table and the per-host aggregates it keeps current.
+//!
+//! Every event costs one map operation and one aggregate adjustment, whatever the table's
+//! size; reading the aggregates costs one step per host. Only a resync walks the connections.
+
+use std::collections::HashMap;
+use std::collections::hash_map;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use ctnetlink::{Entry, EntryKind, Layer4, Tuple};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as MapEntry;
+
+use crate::classify::{Classification, Labels};
+use crate::state::StateGroup;
+
+/// Identity of a live connection: its original tuple and its zone, which is exactly what the
+/// kernel keeps unique. IPv4 and IPv6 connections live in separate maps so that the common
+/// IPv4 key stays 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key<const N: usize> {
+    src: [u8; N],
+    dst: [u8; N],
+    /// Ports (source in the high half) or ICMP id, type and code.
+    layer4: u32,
+    protocol: u8,
+    zone: u16,
+}
+
+impl<const N: usize> Key<N> {
+    fn new(src: [u8; N], dst: [u8; N], tuple: &Tuple, zone: Option<u16>) -> Self {
+        let layer4 = match tuple.layer4 {
+            Layer4::Ports { src, dst } => (u32::from(src) << 16) | u32::from(dst),
+            Layer4::Icmp { id, kind, code } => {
+                (u32::from(id) << 16) | (u32::from(kind) << 8) | u32::from(code)
+            }
+            Layer4::None => 0,
+        };
+        Key {
+            src,
+            dst,
+            layer4,
+            protocol: tuple.protocol.0,
+            zone: zone.unwrap_or(0),
+        }
+    }
+}
+
+/// What the table remembers of a connection: only what the metrics need.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    aggregate: u32,
+    group: StateGroup,
+    /// The resync pass that last confirmed this connection.
+    generation: u8,
+}
+
+/// What applying one entry did to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A connection was added.
+    Inserted,
+    /// A known connection moved to another state group or host.
+    Changed,
+    /// A known connection was confirmed as it was.
+    Unchanged,
+    /// A known connection was dropped (it ended, or is no longer counted).
+    Removed,
+    /// Nothing to do: an unknown connection ended, is not counted, or has no known state.
+    Ignored,
+}
+
+/// Connection counts of one label set, by state group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCounts {
+    /// The labels.
+    pub labels: Labels,
+    /// Counts indexed by [`StateGroup::index`].
+    pub counts: [u32; 4],
+}
+
+impl HostCounts {
+    /// The count of one state group.
+    pub fn get(&self, group: StateGroup) -> u32 {
+        self.counts[group.index()]
+    }
+}
+
+/// The outcome of a resync: how far the table had drifted from the kernel's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResyncOutcome {
+    /// Entries the dump delivered.
+    pub observed: u64,
+    /// Connections the dump revealed that the table did not have.
+    pub inserted: u64,
+    /// Connections whose state group or host the dump corrected.
+    pub changed: u64,
+    /// Connections the table had that the kernel no longer has.
+    pub removed: u64,
+}
+
+impl ResyncOutcome {
+    /// Entries the resync had to correct.
+    pub fn corrected(&self) -> u64 {
+        self.inserted + self.changed + self.removed
+    }
+}
+
+/// The live connection table plus per-label aggregates, shared between the thread that
+/// applies kernel messages and the threads that read counts.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    ipv4: DashMap<Key<4>, Connection>,
+    ipv6: DashMap<Key<16>, Connection>,
+    aggregates: Mutex<Aggregates>,
+    generation: AtomicU8,
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Applies one event (or dump reply) whose classification is `class` (`None`: not
+    /// counted).
+    pub fn apply(&self, kind: EntryKind, entry: &Entry, class: Option<Classification>) -> Change {
+        let generation = self.generation.load(Ordering::Relaxed);
+        match kind {
+            EntryKind::Destroy => self.upsert(entry, None, generation),
+            EntryKind::New | EntryKind::Update | EntryKind::Dumped => {
+                self.upsert(entry, class, generation)
+            }
+        }
+    }
+
+    /// Starts reconciling the table with a fresh dump: feed every dumped entry to
+    /// [`Resync::observe`], then call [`Resync::finish`] to drop what the dump did not show.
+    pub fn begin_resync(&self) -> Resync<'_> {
+        let generation = self
+            .generation
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        Resync {
+            tracker: self,
+            generation,
+            outcome: ResyncOutcome::default(),
+        }
+    }
+
+    /// Number of connections in the table.
+    pub fn connections(&self) -> usize {
+        self.ipv4.len() + self.ipv6.len()
+    }
+
+    /// Counts per label set, for hosts with connections and for hosts that have had none for
+    /// less than `idle_timeout`. Hosts idle for longer are forgotten. Costs one step per host.
+    pub fn snapshot(&self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
+        self.lock_aggregates().snapshot(now, idle_timeout)
+    }
+
+    fn lock_aggregates(&self) -> MutexGuard<'_, Aggregates> {
+        self.aggregates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Inserts, updates or (with `class` `None`) removes the connection of `entry`.
+    fn upsert(&self, entry: &Entry, class: Option<Classification>, generation: u8) -> Change {
+        let original = &entry.original;
+        let mut aggregates = self.lock_aggregates();
+        match (original.src, original.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let key = Key::new(src.octets(), dst.octets(), original, entry.zone);
+                upsert_in(&self.ipv4, key, class, generation, &mut aggregates)
+            }
+            (src, dst) => {
+                let key = Key::new(v6_octets(src), v6_octets(dst), original, entry.zone);
+                upsert_in(&self.ipv6, key, class, generation, &mut aggregates)
+            }
+        }
+    }
+}
+
+fn v6_octets(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+    }
+}
+
+fn upsert_in<const N: usize>(
+    map: &DashMap<Key<N>, Connection>,
+    key: Key<N>,
+    class: Option<Classification>,
+    generation: u8,
+    aggregates: &mut Aggregates,
+) -> Change {
+    let Some(class) = class else {
+        return match map.remove(&key) {
+            Some((_, gone)) => {
+                aggregates.decrement(gone.aggregate, gone.group);
+                Change::Removed
+            }
+            None => Change::Ignored,
+        };
+    };
+    match map.entry(key) {
+        MapEntry::Occupied(mut occupied) => {
+            let connection = occupied.get_mut();
+            connection.generation = generation;
+            let group = class.group.unwrap_or(connection.group);
+            let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
+            if aggregate == connection.aggregate && group == connection.group {
+                return Change::Unchanged;
+            }
+            aggregates.decrement(connection.aggregate, connection.group);
+            aggregates.increment(aggregate, group);
+            connection.aggregate = aggregate;
+            connection.group = group;
+            Change::Changed
+        }
+        MapEntry::Vacant(vacant) => {
+            let Some(group) = class.group else {
+                return Change::Ignored;
+            };
+            let aggregate = aggregates.find_or_add(u32::MAX, class.labels);
+            aggregates.increment(aggregate, group);
+            vacant.insert(Connection {
+                aggregate,
+                group,
+                generation,
+            });
+            Change::Inserted
+        }
+    }
+}
+
+/// A reconciliation in progress; see [`Tracker::begin_resync`].
+#[derive(Debug)]
+pub struct Resync<'a> {
+    tracker: &'a Tracker,
+    generation: u8,
+    outcome: ResyncOutcome,
+}
+
+impl Resync<'_> {
+    /// Records one dumped entry whose classification is `class`.
+    pub fn observe(&mut self, entry: &Entry, class: Option<Classification>) {
+        self.outcome.observed += 1;
+        match self.tracker.upsert(entry, class, self.generation) {
+            Change::Inserted => self.outcome.inserted += 1,
+            Change::Changed | Change::Removed => self.outcome.changed += 1,
+            Change::Unchanged | Change::Ignored => {}
+        }
+    }
+
+    /// Drops every connection the dump did not show and reports the drift corrected.
+    pub fn finish(mut self) -> ResyncOutcome {
+        let tracker = self.tracker;
+        let mut aggregates = tracker.lock_aggregates();
+        let mut removed = 0;
+        let mut keep = |connection: &Connection| {
+            if connection.generation == self.generation {
+                return true;
+            }
+            aggregates.decrement(connection.aggregate, connection.group);
+            removed += 1;
+            false
+        };
+        tracker.ipv4.retain(|_, connection| keep(connection));
+        tracker.ipv6.retain(|_, connection| keep(connection));
+        self.outcome.removed = removed;
+        self.outcome
+    }
+}
+
+/// Counts per label set, in slots addressed by a small id so that a connection stores four
+/// bytes instead of its labels.
+#[derive(Debug, Default)]
+struct Aggregates {
+    index: HashMap<Labels, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    labels: Labels,
+    counts: [u32; 4],
+    /// When the slot was first seen empty by a snapshot.
+    idle_since: Option<Instant>,
+}
+
+impl Aggregates {
+    /// The slot of `labels`; `hint` is the slot the connection had, checked first because
+    /// most updates do not change the labels.
+    fn find_or_add(&mut self, hint: u32, labels: Labels) -> u32 {
+        if let Some(slot) = self.slots.get(hint as usize)
+            && slot.labels == labels
+        {
+            return hint;
+        }
+        match self.index.entry(labels) {
+            hash_map::Entry::Occupied(found) => *found.get(),
+            hash_map::Entry::Vacant(vacant) => {
+                let slot = Slot {
+                    labels,
+                    counts: [0; 4],
+                    idle_since: None,
+                };
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.slots[id as usize] = slot;
+                        id
+                    }
+                    None => {
+                        self.slots.push(slot);
+                        u32::try_from(self.slots.len() - 1).expect("over 4 billion label sets")
+                    }
+                };
+                *vacant.insert(id)
+            }
+        }
+    }
+
+    fn increment(&mut self, id: u32, group: StateGroup) {
+        let slot = &mut self.slots[id as usize];
+        slot.counts[group.index()] += 1;
+        slot.idle_since = None;
+    }
+
+    fn decrement(&mut self, id: u32, group: StateGroup) {
+        let count = &mut self.slots[id as usize].counts[group.index()];
+        *count = count.saturating_sub(1);
+    }
+
+    fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
+        let mut hosts = Vec::with_capacity(self.index.len());
+        let (slots, free) = (&mut self.slots, &mut self.free);
+        self.index.retain(|&labels, &mut id| {
+            let slot = &mut slots[id as usize];
+            if slot.counts == [0; 4] {
+                let since = *slot.idle_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= idle_timeout {
+                    free.push(id);
+                    return false;
+                }
+            }
+            hosts.push(HostCounts {
+                labels,
+                counts: slot.counts,
+            });
+            true
+        });
+        hosts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Classifier;
+    use ctnetlink::TcpState;
+    use std::collections::BTreeMap;
+
+    const IDLE: Duration = Duration::from_secs(300);
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn classifier() -> Classifier {
+        let mut classifier = Classifier::new(Vec::new());
+        classifier.set_local_addresses([ip("10.0.0.1"), ip("fd00::1")].into());
+        classifier
+    }
+
+    /// An outbound TCP connection from a local address.
+    fn conn(remote: &str, local_port: u16, state: Option<TcpState>) -> Entry {
+        let local = if remote.contains(':') {
+            "fd00::1"
+        } else {
+            "10.0.0.1"
+        };
+        let mut entry = Entry::new(Tuple::tcp(ip(local), local_port, ip(remote), 80));
+        entry.reply = Some(entry.original.inverted());
+        entry.tcp_state = state;
+        entry
+    }
+
+    fn apply(tracker: &Tracker, kind: EntryKind, entry: &Entry) -> Change {
+        tracker.apply(kind, entry, classifier().classify(entry))
+    }
+
+    fn counts(tracker: &Tracker) -> BTreeMap<String, [u32; 4]> {
+        tracker
+            .snapshot(Instant::now(), IDLE)
+            .into_iter()
+            .map(|host| (host.labels.host.to_string(), host.counts))
+            .collect()
+    }
+
+    #[test]
+    fn a_connection_moves_through_the_groups_and_leaves() {
+        let tracker = Tracker::new();
+        let mut entry = conn("10.0.0.9", 1000, Some(TcpState::SynSent));
+        assert_eq!(apply(&tracker, EntryKind::New, &entry), Change::Inserted);
+        assert_eq!(counts(&tracker)["10.0.0.9"], [1, 0, 0, 0]);
+        entry.tcp_state = Some(TcpState::Established);
+        assert_eq!(apply(&tracker, EntryKind::Update, &entry), Change::Changed);
+        assert_eq!(counts(&tracker)["10.0.0.9"], [0, 1, 0, 0]);
+        entry.tcp_state = Some(TcpState::FinWait);
+        apply(&tracker, EntryKind::Update, &entry);
+        entry.tcp_state = Some(TcpState::TimeWait);
+        assert_eq!(
+            apply(&tracker, EntryKind::Update, &entry),
+            Change::Unchanged
+        );
+        assert_eq!(counts(&tracker)["10.0.0.9"], [0, 0, 1, 0]);
+        entry.tcp_state = Some(TcpState::Close);
+        apply(&tracker, EntryKind::Update, &entry);
+        assert_eq!(counts(&tracker)["10.0.0.9"], [0, 0, 0, 1]);
+        assert_eq!(apply(&tracker, EntryKind::Destroy, &entry), Change::Removed);
+        assert_eq!(
+            counts(&tracker)["10.0.0.9"],
+            [0, 0, 0, 0],
+            "zeros stay while not idle"
+        );
+        assert_eq!(tracker.connections(), 0);
+        assert_eq!(apply(&tracker, EntryKind::Destroy, &entry), Change::Ignored);
+    }
+
+    #[test]
+    fn an_update_without_state_keeps_the_previous_state() {
+        let tracker = Tracker::new();
+        let mut entry = conn("10.0.0.9", 1000, Some(TcpState::Established));
+        apply(&tracker, EntryKind::New, &entry);
+        entry.tcp_state = None;
+        assert_eq!(
+            apply(&tracker, EntryKind::Update, &entry),
+            Change::Unchanged
+        );
+        assert_eq!(counts(&tracker)["10.0.0.9"], [0, 1, 0, 0]);
+        let unknown = conn("10.0.0.8", 1000, None);
+        assert_eq!(
+            apply(&tracker, EntryKind::Update, &unknown),
+            Change::Ignored
+        );
+        assert_eq!(tracker.connections(), 1);
+    }
+
+    #[test]
+    fn a_connection_can_move_between_hosts() {
+        // The local address set changed, so the same connection now has another far end.
+        let tracker = Tracker::new();
+        let entry = conn("10.0.0.9", 1000, Some(TcpState::Established));
+        apply(&tracker, EntryKind::New, &entry);
+        let mut other = Classifier::new(Vec::new());
+        other.set_local_addresses([ip("10.0.0.9")].into());
+        let change = tracker.apply(EntryKind::Update, &entry, other.classify(&entry));
+        assert_eq!(change, Change::Changed);
+        let now = counts(&tracker);
+        assert_eq!(now["10.0.0.1"], [0, 1, 0, 0]);
+        assert_eq!(now["10.0.0.9"], [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn hosts_with_no_connections_expire_after_the_idle_timeout() {
+        let tracker = Tracker::new();
+        let entry = conn("fd00::9", 1000, Some(TcpState::Established));
+        apply(&tracker, EntryKind::New, &entry);
+        apply(&tracker, EntryKind::Destroy, &entry);
+        let start = Instant::now();
+        assert_eq!(tracker.snapshot(start, IDLE).len(), 1);
+        assert_eq!(tracker.snapshot(start + IDLE / 2, IDLE).len(), 1);
+        assert_eq!(tracker.snapshot(start + IDLE, IDLE).len(), 0);
+        // The slot is reused by the next host.
+        apply(
+            &tracker,
+            EntryKind::New,
+            &conn("10.0.0.7", 1, Some(TcpState::SynRecv)),
+        );
+        assert_eq!(counts(&tracker)["10.0.0.7"], [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_host_that_comes_back_is_no_longer_idle() {
+        let tracker = Tracker::new();
+        let entry = conn("10.0.0.9", 1000, Some(TcpState::Established));
+        apply(&tracker, EntryKind::New, &entry);
+        apply(&tracker, EntryKind::Destroy, &entry);
+        let start = Instant::now();
+        tracker.snapshot(start, IDLE);
+        apply(&tracker, EntryKind::New, &entry);
+        assert_eq!(tracker.snapshot(start + IDLE * 2, IDLE).len(), 1);
+    }
+
+    #[test]
+    fn same_tuple_in_two_zones_is_two_connections() {
+        let tracker = Tracker::new();
+        let mut entry = conn("10.0.0.9", 1000, Some(TcpState::Established));
+        apply(&tracker, EntryKind::New, &entry);
+        entry.zone = Some(7);
+        assert_eq!(apply(&tracker, EntryKind::New, &entry), Change::Inserted);
+        assert_eq!(counts(&tracker)["10.0.0.9"], [0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn resync_inserts_corrects_and_removes() {
+        let tracker = Tracker::new();
+        let stale = conn("10.0.0.5", 1, Some(TcpState::Established));
+        let moved = conn("10.0.0.6", 2, Some(TcpState::Established));
+        let kept = conn("10.0.0.6", 3, Some(TcpState::Established));
+        for entry in [&stale, &moved, &kept] {
+            apply(&tracker, EntryKind::New, entry);
+        }
+        let mut closed = moved.clone();
+        closed.tcp_state = Some(TcpState::TimeWait);
+        let fresh = conn("fd00::6", 4, Some(TcpState::SynSent));
+
+        let class = classifier();
+        let mut resync = tracker.begin_resync();
+        for entry in [&closed, &kept, &fresh] {
+            resync.observe(entry, class.classify(entry));
+        }
+        let outcome = resync.finish();
+        assert_eq!(
+            outcome,
+            ResyncOutcome {
+                observed: 3,
+                inserted: 1,
+                changed: 1,
+                removed: 1
+            }
+        );
+        assert_eq!(outcome.corrected(), 3);
+        let now = counts(&tracker);
+        assert_eq!(now["10.0.0.5"], [0, 0, 0, 0]);
+        assert_eq!(now["10.0.0.6"], [0, 1, 1, 0]);
+        assert_eq!(now["fd00::6"], [1, 0, 0, 0]);
+        assert_eq!(tracker.connections(), 3);
+
+        // A second resync with the same view corrects nothing.
+        let mut again = tracker.begin_resync();
+        for entry in [&closed, &kept, &fresh] {
+            again.observe(entry, class.classify(entry));
+        }
+        assert_eq!(again.finish().corrected(), 0);
+    }
+
+    mod model {
+        //! The tracker against a plain map of every live connection, over random event
+        //! sequences: after any sequence, and after a resync, the counts agree.
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Event(EntryKind, u8, u8, Option<u8>),
+            Resync(Vec<(u8, u8, u8)>),
+        }
+
+        fn entry(host: u8, port: u8, state: Option<u8>) -> Entry {
+            let remote = if host % 2 == 0 {
+                format!("10.0.1.{host}")
+            } else {
+                format!("fd00::1:{host}")
+            };
+            conn(&remote, u16::from(port), state.map(TcpState::from_raw))
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let kind = prop_oneof![
+                Just(EntryKind::New),
+                Just(EntryKind::Update),
+                Just(EntryKind::Destroy)
+            ];
+            let state = proptest::option::weighted(0.9, 0u8..10);
+            prop_oneof![
+                8 => (kind, 0u8..6, 0u8..8, state).prop_map(|(k, h, p, s)| Op::Event(k, h, p, s)),
+                1 => proptest::collection::vec((0u8..6, 0u8..8, 0u8..10), 0..12).prop_map(Op::Resync),
+            ]
+        }
+
+        fn expected(model: &HashMap<(u8, u8), (u8, StateGroup)>) -> BTreeMap<String, [u32; 4]> {
+            let mut by_host: BTreeMap<String, [u32; 4]> = BTreeMap::new();
+            for ((host, port), (_, group)) in model {
+                let host = entry(*host, *port, None).original.dst.to_string();
+                by_host.entry(host).or_default()[group.index()] += 1;
+            }
+            by_host
+        }
+
+        proptest! {
+            #[test]
+            fn counts_equal_a_plain_model(ops in proptest::collection::vec(op(), 1..80)) {
+                let tracker = Tracker::new();
+                let class = classifier();
+                let mut model: HashMap<(u8, u8), (u8, StateGroup)> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Event(kind, host, port, state) => {
+                            let e = entry(host, port, state);
+                            tracker.apply(kind, &e, class.classify(&e));
+                            let group = state.map(|s| StateGroup::of_tcp(TcpState::from_raw(s)));
+                            match (kind, group) {
+                                (EntryKind::Destroy, _) | (_, Some(None)) => {
+                                    model.remove(&(host, port));
+                                }
+                                (_, Some(Some(group))) => {
+                                    model.insert((host, port), (host, group));
+                                }
+                                (_, None) => {}
+                            }
+                        }
+                        Op::Resync(table) => {
+                            let mut resync = tracker.begin_resync();
+                            model.clear();
+                            for (host, port, state) in table {
+                                let e = entry(host, port, Some(state));
+                                resync.observe(&e, class.classify(&e));
+                                match StateGroup::of_tcp(TcpState::from_raw(state)) {
+                                    Some(group) => {
+                                        model.insert((host, port), (host, group));
+                                    }
+                                    None => {
+                                        model.remove(&(host, port));
+                                    }
+                                }
+                            }
+                            resync.finish();
+                        }
+                    }
+                    let mut actual = counts(&tracker);
+                    actual.retain(|_, c| *c != [0; 4]);
+                    prop_assert_eq!(actual, expected(&model));
+                    prop_assert_eq!(tracker.connections(), model.len());
+                }
+            }
+        }
+    }
+}
