@@ -47,3 +47,4 @@ pub use message::{EntryKind, Message, Messages, messages, parse_message};
 pub use request::NewEntry;
 pub use socket::{ConntrackSocket, DumpSummary, EventGroups, EventSocket, ReceiveQueue, Received};
 pub use stats::{CpuStats, TableSize};
+pub use tracking::TrackingError;

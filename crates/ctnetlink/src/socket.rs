@@ -20,24 +20,24 @@ use crate::wire;
 const RECEIVE_CHUNK: usize = 64 * 1024;
 
 /// A heap buffer aligned for `nlmsghdr`, as `mnl` requires.
-struct AlignedBuffer {
+pub(crate) struct AlignedBuffer {
     words: Box<[u64]>,
 }
 
 impl AlignedBuffer {
-    fn new(bytes: usize) -> Self {
+    pub(crate) fn new(bytes: usize) -> Self {
         AlignedBuffer {
             words: vec![0u64; bytes.div_ceil(8)].into_boxed_slice(),
         }
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: u64 has no padding and every byte pattern is a valid u8; the slice covers
         // exactly the allocation and borrows `self`.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.words.len() * 8) }
     }
 
-    fn bytes_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `bytes`, and any u8 written leaves the u64s valid.
         unsafe {
             std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8)
