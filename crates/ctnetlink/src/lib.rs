@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod addresses;
 mod attr;
 mod entry;
 mod error;

@@ -346,24 +346,9 @@ impl EventSocket {
 
     /// Makes [`receive`](Self::receive) return [`Received::WouldBlock`] instead of waiting.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), SocketError> {
-        const OPERATION: &str = "setting the event socket non-blocking";
-        let fd = self.as_raw_fd();
-        // SAFETY: fcntl on a descriptor this socket owns, with integer arguments.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        let flags = if nonblocking {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        // SAFETY: as above.
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-            return Err(SocketError::from_errno(
-                OPERATION,
-                io::Error::last_os_error(),
-                false,
-            ));
-        }
-        Ok(())
+        set_nonblocking(self.as_raw_fd(), nonblocking).map_err(|error| {
+            SocketError::from_errno("setting the event socket non-blocking", error, false)
+        })
     }
 
     /// Reads one batch of events and hands each to `on_event`. An event that cannot be
@@ -415,6 +400,25 @@ impl EventSocket {
             Err(io::Error::last_os_error())
         }
     }
+}
+
+/// Sets or clears `O_NONBLOCK` on a descriptor.
+pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: fcntl with integer arguments on a descriptor the caller owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl AsRawFd for EventSocket {

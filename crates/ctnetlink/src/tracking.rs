@@ -603,7 +603,7 @@ fn transact(operation: &'static str, batch: Batch) -> Result<(), TrackingError> 
     // The kernel processes a netlink request inside `send`, so every answer is queued by now
     // (this is what `nft` relies on too). Reading without blocking until the queue is empty
     // collects them all and cannot hang on an answer that will never come.
-    set_nonblocking(&socket).map_err(|e| TrackingError::io(operation, e))?;
+    crate::socket::set_nonblocking(socket.as_raw_fd(), true).map_err(|e| TrackingError::io(operation, e))?;
     let mut answers = Answers::new(operation, &steps);
     let mut buffer = AlignedBuffer::new(RECEIVE_BUFFER);
     loop {
@@ -617,17 +617,6 @@ fn transact(operation: &'static str, batch: Batch) -> Result<(), TrackingError> 
         }
     }
     answers.complete()
-}
-
-fn set_nonblocking(socket: &mnl::Socket) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
-    // SAFETY: fcntl on a descriptor `socket` owns, with integer arguments.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The kernel's answers to a transaction, matched to its steps by sequence number.

@@ -1,0 +1,455 @@
+//! The collector thread: it owns the netlink sockets (they are not `Send`), applies events
+//! to the tracker as they arrive, and re-dumps the table periodically and after lost events.
+
+use std::io::{self, BufWriter, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ctnetlink::addresses::{self, AddressChanges};
+use ctnetlink::{
+    ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, ParseError, Received, SocketError,
+};
+use log::{debug, info, warn};
+use tracker::{Classifier, HostPattern, Tracker};
+
+use crate::event_log::EventLog;
+use crate::exposition::{Counters, Status};
+
+/// How often the loop wakes up without events, to check timers and the stop flag.
+const TICK: Duration = Duration::from_millis(250);
+/// How often the kernel table's size is read.
+const TABLE_SIZE_INTERVAL: Duration = Duration::from_secs(1);
+/// After this long with no entry and no event, tracking is probably off: say so once.
+const TRACKING_HINT_AFTER: Duration = Duration::from_secs(30);
+/// Resyncs after lost events are spaced by at least this long...
+const MIN_LOSS_RESYNC_GAP: Duration = Duration::from_secs(1);
+/// ...and by this many times the last dump's duration, so that an overloaded host spends at
+/// most about a tenth of its time dumping.
+const LOSS_RESYNC_GAP_FACTOR: u32 = 10;
+/// Event batches read before the loop checks its timers again.
+const BATCHES_PER_TURN: usize = 256;
+
+/// What the collector needs from the settings.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    /// Remote hosts not counted.
+    pub ignore_hosts: Vec<HostPattern>,
+    /// Periodic resync interval; `None`: none.
+    pub resync_interval: Option<Duration>,
+    /// Initial receive queue size.
+    pub netlink_buffer_bytes: usize,
+    /// Largest receive queue size.
+    pub netlink_buffer_max_bytes: usize,
+    /// Event log, when enabled.
+    pub event_log: Option<EventLog>,
+}
+
+/// Why a resync ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Startup,
+    Periodic,
+    EventsLost,
+}
+
+/// Starts the collector thread. Returns once the sockets are open and the initial dump is
+/// applied, or with the error that prevented it.
+pub fn start(
+    settings: CollectorSettings,
+    tracker: Arc<Tracker>,
+    status: Arc<Status>,
+    counters: Counters,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, SocketError> {
+    let (started, startup) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("collector".into())
+        .spawn(move || {
+            let collector = Collector::open(settings, tracker, status, counters);
+            let mut collector = match collector {
+                Ok(collector) => collector,
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                    return;
+                }
+            };
+            if let Err(error) = collector.resync(Reason::Startup) {
+                let _ = started.send(Err(error));
+                return;
+            }
+            let _ = started.send(Ok(()));
+            collector.run(&stop);
+        })
+        .map_err(|source| SocketError::Io {
+            operation: "starting the collector thread",
+            source,
+        })?;
+    match startup.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(error)) => {
+            let _ = handle.join();
+            Err(error)
+        }
+        Err(_) => Err(SocketError::Io {
+            operation: "starting the collector thread",
+            source: io::Error::other("the collector thread ended during start-up"),
+        }),
+    }
+}
+
+/// Applies kernel entries to the tracker and accounts for them.
+struct Applier {
+    classifier: Classifier,
+    tracker: Arc<Tracker>,
+    counters: Counters,
+    event_log: Option<(EventLog, BufWriter<io::Stdout>)>,
+    /// Whether any entry or event was ever seen (if not, tracking may be off).
+    seen_any: bool,
+}
+
+impl Applier {
+    fn apply_event(&mut self, event: Result<(EntryKind, Entry), ParseError>) {
+        let (kind, entry) = match event {
+            Ok(event) => event,
+            Err(error) => return self.skip_malformed(error),
+        };
+        self.seen_any = true;
+        match kind {
+            EntryKind::New => self.counters.events_new.increment(1),
+            EntryKind::Update => self.counters.events_update.increment(1),
+            EntryKind::Destroy => self.counters.events_destroy.increment(1),
+            EntryKind::Dumped => {}
+        }
+        let class = self.classifier.classify(&entry);
+        if let (Some((log, out)), Some(class)) = (&mut self.event_log, &class) {
+            let _ = writeln!(out, "{}", log.line(kind, &entry, class));
+        }
+        self.tracker.apply(kind, &entry, class);
+    }
+
+    fn skip_malformed(&mut self, error: ParseError) {
+        self.counters.parse_errors.increment(1);
+        warn!("skipped a malformed conntrack message: {error}");
+    }
+
+    fn flush_log(&mut self) {
+        if let Some((_, out)) = &mut self.event_log {
+            let _ = out.flush();
+        }
+    }
+}
+
+struct Collector {
+    events: EventSocket,
+    table: ConntrackSocket,
+    address_changes: AddressChanges,
+    applier: Applier,
+    status: Arc<Status>,
+    settings: CollectorSettings,
+    queue_bytes: usize,
+    started: Instant,
+    last_resync_end: Instant,
+    last_dump_duration: Duration,
+    next_periodic: Option<Instant>,
+    /// Events were lost and a resync is due.
+    loss_pending: bool,
+    next_table_size: Instant,
+    tracking_hint_given: bool,
+}
+
+impl Collector {
+    /// Subscribes to events first, so that nothing that happens during the initial dump
+    /// is missed, then opens the request socket.
+    fn open(
+        settings: CollectorSettings,
+        tracker: Arc<Tracker>,
+        status: Arc<Status>,
+        counters: Counters,
+    ) -> Result<Collector, SocketError> {
+        let events = EventSocket::subscribe(EventGroups::ALL)?;
+        let queue = events.set_receive_queue(settings.netlink_buffer_bytes)?;
+        if !queue.forced {
+            warn!(
+                "could not force the event receive queue to {} bytes (needs CAP_NET_ADMIN); \
+                 it is {} bytes, capped by net.core.rmem_max",
+                settings.netlink_buffer_bytes, queue.bytes
+            );
+        }
+        status
+            .receive_queue_bytes
+            .store(queue.bytes as u64, Ordering::Relaxed);
+        events.set_nonblocking(true)?;
+        let address_changes = AddressChanges::subscribe()?;
+        let mut classifier = Classifier::new(settings.ignore_hosts.clone());
+        classifier.set_local_addresses(addresses::local_addresses().map_err(|source| {
+            SocketError::Io {
+                operation: "listing interface addresses",
+                source,
+            }
+        })?);
+        let table = ConntrackSocket::open()?;
+        let now = Instant::now();
+        let event_log = settings
+            .event_log
+            .map(|log| (log, BufWriter::new(io::stdout())));
+        Ok(Collector {
+            events,
+            table,
+            address_changes,
+            applier: Applier {
+                classifier,
+                tracker,
+                counters,
+                event_log,
+                seen_any: false,
+            },
+            status,
+            queue_bytes: settings.netlink_buffer_bytes,
+            next_periodic: settings.resync_interval.map(|interval| now + interval),
+            settings,
+            started: now,
+            last_resync_end: now,
+            last_dump_duration: Duration::ZERO,
+            loss_pending: false,
+            next_table_size: now,
+            tracking_hint_given: false,
+        })
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let fds = [self.events.as_raw_fd(), self.address_changes.as_raw_fd()];
+            let ready = match wait_readable(fds, self.time_to_next_timer()) {
+                Ok(ready) => ready,
+                Err(error) => {
+                    warn!("waiting for netlink sockets failed: {error}");
+                    [true, true]
+                }
+            };
+            if ready[1] {
+                self.reload_local_addresses();
+            }
+            if ready[0] {
+                self.drain_events();
+            }
+            self.run_timers();
+        }
+    }
+
+    fn time_to_next_timer(&self) -> Duration {
+        let now = Instant::now();
+        let mut next = now + TICK;
+        if let Some(periodic) = self.next_periodic {
+            next = next.min(periodic);
+        }
+        if self.loss_pending {
+            next = next.min(self.loss_resync_due());
+        }
+        next.saturating_duration_since(now)
+    }
+
+    fn loss_resync_due(&self) -> Instant {
+        let gap = MIN_LOSS_RESYNC_GAP.max(self.last_dump_duration * LOSS_RESYNC_GAP_FACTOR);
+        self.last_resync_end + gap
+    }
+
+    fn drain_events(&mut self) {
+        for _ in 0..BATCHES_PER_TURN {
+            let applier = &mut self.applier;
+            match self.events.receive(|event| applier.apply_event(event)) {
+                Ok(Received::Messages(_)) => continue,
+                Ok(Received::WouldBlock) => break,
+                Ok(Received::EventsLost) => self.events_lost(),
+                Err(error) => {
+                    warn!("reading conntrack events failed: {error}");
+                    break;
+                }
+            }
+        }
+        self.applier.flush_log();
+    }
+
+    /// The kernel dropped events: count it, warn once per episode, grow the queue, and
+    /// schedule a resync.
+    fn events_lost(&mut self) {
+        self.applier.counters.events_lost.increment(1);
+        if !self.loss_pending {
+            warn!(
+                "the kernel dropped conntrack events (receive queue of {} bytes full); \
+                 the table will be read again to correct the counts",
+                self.queue_bytes
+            );
+        }
+        self.loss_pending = true;
+        let grown = (self.queue_bytes * 2).min(self.settings.netlink_buffer_max_bytes);
+        if grown > self.queue_bytes {
+            match self.events.set_receive_queue(grown) {
+                Ok(queue) => {
+                    self.queue_bytes = grown;
+                    info!("event receive queue grown to {} bytes", queue.bytes);
+                    let bytes = queue.bytes as u64;
+                    self.status
+                        .receive_queue_bytes
+                        .store(bytes, Ordering::Relaxed);
+                }
+                Err(error) => warn!("could not grow the event receive queue: {error}"),
+            }
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        if self.loss_pending && now >= self.loss_resync_due() {
+            self.resync_logging_errors(Reason::EventsLost);
+        } else if self.next_periodic.is_some_and(|due| now >= due) {
+            self.resync_logging_errors(Reason::Periodic);
+        }
+        if now >= self.next_table_size {
+            self.next_table_size = now + TABLE_SIZE_INTERVAL;
+            self.refresh_table_size();
+        }
+        if !self.tracking_hint_given
+            && !self.applier.seen_any
+            && now.duration_since(self.started) >= TRACKING_HINT_AFTER
+        {
+            self.tracking_hint_given = true;
+            warn!(
+                "no connection has been tracked for {}s: connection tracking is probably off \
+                 in this network namespace (since Linux 4.14 it is on only when a firewall \
+                 rule needs it). Run with --ensure-tracking (ensure_tracking = true), or add \
+                 a rule that uses conntrack, such as `nft add rule inet filter input ct state \
+                 established accept`",
+                TRACKING_HINT_AFTER.as_secs()
+            );
+        }
+    }
+
+    fn resync_logging_errors(&mut self, reason: Reason) {
+        if let Err(error) = self.resync(reason) {
+            warn!("resync failed, will retry: {error}");
+            self.last_resync_end = Instant::now();
+        }
+    }
+
+    /// Dumps the table and reconciles the tracker with it. Events that arrive meanwhile wait
+    /// in the receive queue and are applied afterwards, in order, so the latest word on
+    /// each connection is the one that stays.
+    fn resync(&mut self, reason: Reason) -> Result<(), SocketError> {
+        let started = Instant::now();
+        let tracker = Arc::clone(&self.applier.tracker);
+        let mut resync = tracker.begin_resync();
+        let applier = &mut self.applier;
+        let summary = self.table.dump(None, |entry| match entry {
+            Ok(entry) => resync.observe(&entry, applier.classifier.classify(&entry)),
+            Err(error) => applier.skip_malformed(error),
+        })?;
+        let outcome = resync.finish();
+        let duration = started.elapsed();
+        self.last_dump_duration = duration;
+        self.last_resync_end = Instant::now();
+        if let Some(interval) = self.settings.resync_interval {
+            self.next_periodic = Some(self.last_resync_end + interval);
+        }
+        if summary.entries > 0 {
+            self.applier.seen_any = true;
+        }
+        let status = &self.status;
+        status
+            .last_resync_nanos
+            .store(duration.as_nanos() as u64, Ordering::Relaxed);
+        let counters = &self.applier.counters;
+        match reason {
+            Reason::Startup => {
+                counters.resyncs_startup.increment(1);
+                info!(
+                    "initial dump: {} entries ({} connections counted) in {:.3}s",
+                    summary.entries,
+                    tracker.connections(),
+                    duration.as_secs_f64()
+                );
+            }
+            Reason::Periodic | Reason::EventsLost => {
+                if reason == Reason::Periodic {
+                    counters.resyncs_periodic.increment(1);
+                } else {
+                    counters.resyncs_events_lost.increment(1);
+                    self.loss_pending = false;
+                }
+                let corrected = outcome.corrected();
+                counters.resync_corrected.increment(corrected);
+                status
+                    .last_resync_corrected
+                    .store(corrected, Ordering::Relaxed);
+                let level = if corrected > 0 {
+                    log::Level::Info
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
+                    "resync ({reason:?}): {} entries in {:.3}s, corrected {corrected} \
+                     ({} added, {} changed, {} removed)",
+                    summary.entries,
+                    duration.as_secs_f64(),
+                    outcome.inserted,
+                    outcome.changed,
+                    outcome.removed
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_table_size(&mut self) {
+        match self.table.table_size() {
+            Ok(size) => {
+                let status = &self.status;
+                status
+                    .kernel_entries
+                    .store(size.entries.into(), Ordering::Relaxed);
+                status
+                    .kernel_limit
+                    .store(size.max_entries.into(), Ordering::Relaxed);
+            }
+            Err(error) => debug!("reading the kernel table size failed: {error}"),
+        }
+    }
+
+    fn reload_local_addresses(&mut self) {
+        match self.address_changes.drain() {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(error) => warn!("watching interface addresses failed: {error}"),
+        }
+        match addresses::local_addresses() {
+            Ok(local) => {
+                debug!("local addresses now: {local:?}");
+                self.applier.classifier.set_local_addresses(local);
+            }
+            Err(error) => warn!("listing interface addresses failed: {error}"),
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes; says which are readable.
+fn wait_readable(fds: [RawFd; 2], timeout: Duration) -> io::Result<[bool; 2]> {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let timeout_ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `polled` is a valid array of two pollfd for the duration of the call.
+    let result = unsafe { libc::poll(polled.as_mut_ptr(), 2, timeout_ms) };
+    if result < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok([false, false]);
+        }
+        return Err(error);
+    }
+    Ok(polled.map(|p| p.revents != 0))
+}

@@ -1,0 +1,190 @@
+//! One line per connection event on standard output, in the conntrack tool's format or as
+//! JSON, for shipping to log processors and for audit.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use ctnetlink::{Entry, EntryKind, Layer4, Status, Tuple};
+use serde::Serialize;
+use tracker::{Classification, StateGroup};
+
+use crate::settings::EventFormat;
+
+/// Formats event lines.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLog {
+    format: EventFormat,
+}
+
+impl EventLog {
+    /// A log in `format`.
+    pub fn new(format: EventFormat) -> EventLog {
+        EventLog { format }
+    }
+
+    /// The line for one event (without the trailing newline).
+    pub fn line(&self, kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+        match self.format {
+            EventFormat::Netfilter => netfilter_line(kind, entry, class),
+            EventFormat::Json => json_line(kind, entry, class),
+        }
+    }
+}
+
+fn event_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::New => "new",
+        EntryKind::Update => "update",
+        EntryKind::Destroy => "destroy",
+        EntryKind::Dumped => "dump",
+    }
+}
+
+/// The state as the original exporter's logs name it.
+fn state_name(group: Option<StateGroup>) -> Option<&'static str> {
+    group.map(|group| match group {
+        StateGroup::Opening => "Opening",
+        StateGroup::Open => "Open",
+        StateGroup::Closing => "Closing",
+        StateGroup::Closed => "Closed",
+    })
+}
+
+fn remote_endpoint(class: &Classification) -> String {
+    match class.remote_port {
+        Some(port) => SocketAddr::new(class.labels.host, port).to_string(),
+        None => class.labels.host.to_string(),
+    }
+}
+
+/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… state=opening`
+fn netfilter_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+    let mut line = String::with_capacity(256);
+    let tag = format!("[{}]", event_name(kind).to_uppercase());
+    let protocol = entry.original.protocol;
+    let _ = write!(line, "{tag:>9} {:<8} {}", protocol.to_string(), protocol.0);
+    if let Some(timeout) = entry.timeout {
+        let _ = write!(line, " {timeout}");
+    }
+    if let Some(state) = entry.tcp_state {
+        let _ = write!(line, " {}", state.name());
+    }
+    write_tuple(&mut line, &entry.original);
+    let status = entry.status.unwrap_or_default();
+    if !status.contains(Status::SEEN_REPLY) {
+        line.push_str(" [UNREPLIED]");
+    }
+    if let Some(reply) = &entry.reply {
+        write_tuple(&mut line, reply);
+    }
+    if status.contains(Status::ASSURED) {
+        line.push_str(" [ASSURED]");
+    }
+    if let Some(mark) = entry.mark {
+        let _ = write!(line, " mark={mark}");
+    }
+    if let Some(zone) = entry.zone {
+        let _ = write!(line, " zone={zone}");
+    }
+    let _ = write!(line, " remote={}", remote_endpoint(class));
+    if let Some(group) = class.group {
+        let _ = write!(line, " state={}", group.name());
+    }
+    line
+}
+
+fn write_tuple(line: &mut String, tuple: &Tuple) {
+    let _ = write!(line, " src={} dst={}", tuple.src, tuple.dst);
+    match tuple.layer4 {
+        Layer4::Ports { src, dst } => {
+            let _ = write!(line, " sport={src} dport={dst}");
+        }
+        Layer4::Icmp { id, kind, code } => {
+            let _ = write!(line, " type={kind} code={code} id={id}");
+        }
+        Layer4::None => {}
+    }
+}
+
+/// The keys of the original exporter's JSON lines, so existing log pipelines keep working.
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    event_type: &'a str,
+    original_source_host: String,
+    original_destination_host: String,
+    reply_source_host: Option<String>,
+    reply_destination_host: Option<String>,
+    remote_host: String,
+    state: Option<&'a str>,
+}
+
+fn json_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+    let source = |tuple: &Tuple| endpoint(tuple.src, tuple.src_port());
+    let destination = |tuple: &Tuple| endpoint(tuple.dst, tuple.dst_port());
+    let event = JsonEvent {
+        event_type: event_name(kind),
+        original_source_host: source(&entry.original),
+        original_destination_host: destination(&entry.original),
+        reply_source_host: entry.reply.as_ref().map(source),
+        reply_destination_host: entry.reply.as_ref().map(destination),
+        remote_host: remote_endpoint(class),
+        state: state_name(class.group),
+    };
+    serde_json::to_string(&event).unwrap_or_default()
+}
+
+fn endpoint(address: std::net::IpAddr, port: Option<u16>) -> String {
+    match port {
+        Some(port) => SocketAddr::new(address, port).to_string(),
+        None => address.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctnetlink::TcpState;
+    use tracker::Classifier;
+
+    fn sample() -> (Entry, Classification) {
+        let mut entry = Entry::new(Tuple::tcp(
+            "fd00::1".parse().unwrap(),
+            40806,
+            "fd00::9".parse().unwrap(),
+            443,
+        ));
+        entry.reply = Some(entry.original.inverted());
+        entry.tcp_state = Some(TcpState::SynSent);
+        entry.timeout = Some(120);
+        entry.status = Some(Status::CONFIRMED);
+        let mut classifier = Classifier::new(Vec::new());
+        classifier.set_local_addresses(["fd00::1".parse().unwrap()].into());
+        let class = classifier.classify(&entry).unwrap();
+        (entry, class)
+    }
+
+    #[test]
+    fn netfilter_lines_read_like_the_conntrack_tool() {
+        let (entry, class) = sample();
+        let line = EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class);
+        assert_eq!(
+            line,
+            "    [NEW] tcp      6 120 SYN_SENT src=fd00::1 dst=fd00::9 sport=40806 dport=443 \
+             [UNREPLIED] src=fd00::9 dst=fd00::1 sport=443 dport=40806 \
+             remote=[fd00::9]:443 state=opening"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_valid_json_with_the_original_keys() {
+        let (entry, class) = sample();
+        let line = EventLog::new(EventFormat::Json).line(EntryKind::Destroy, &entry, &class);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["event_type"], "destroy");
+        assert_eq!(value["original_source_host"], "[fd00::1]:40806");
+        assert_eq!(value["reply_source_host"], "[fd00::9]:443");
+        assert_eq!(value["remote_host"], "[fd00::9]:443");
+        assert_eq!(value["state"], "Opening");
+        assert!(!line.contains('\n'));
+    }
+}

@@ -1,0 +1,235 @@
+//! Publishing the tracker's counts and the exporter's own health as Prometheus text.
+//!
+//! Per-host gauges are written at scrape time, just before rendering, from the tracker's
+//! per-host aggregates: the cost is one step per host, never per connection. The recorder
+//! forgets gauges that were not written since the previous render, which is how a host that
+//! left the tracker leaves the output (the recorder has no per-series delete).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_util::MetricKindMask;
+use tracker::{StateGroup, Tracker};
+
+use crate::settings::Naming;
+
+/// How long a gauge survives without being written. Every scrape writes all live gauges
+/// right before rendering (scrapes are serialised), so anything older than this was not
+/// written by the latest scrape and is gone.
+const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Names (seed, plain) and help text of the per-host families, by state group.
+const HOST_FAMILIES: [(&str, &str, &str); 4] = [
+    (
+        "conntrack_opening_connections_total",
+        "conntrack_opening_connections",
+        "How many connections to the remote host are currently opening?",
+    ),
+    (
+        "conntrack_open_connections_total",
+        "conntrack_open_connections",
+        "How many open connections are there to the remote host?",
+    ),
+    (
+        "conntrack_closing_connections_total",
+        "conntrack_closing_connections",
+        "How many connections to the remote host are currently closing?",
+    ),
+    (
+        "conntrack_closed_connections_total",
+        "conntrack_closed_connections",
+        "How many connections to the remote host have recently closed?",
+    ),
+];
+
+/// Gauges that the collector thread keeps current and each scrape publishes.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Duration of the latest resync, in nanoseconds.
+    pub last_resync_nanos: AtomicU64,
+    /// Entries the latest resync corrected.
+    pub last_resync_corrected: AtomicU64,
+    /// Entries in the kernel's table.
+    pub kernel_entries: AtomicU64,
+    /// The kernel table's limit.
+    pub kernel_limit: AtomicU64,
+    /// The event receive queue size in force.
+    pub receive_queue_bytes: AtomicU64,
+}
+
+/// Counters the collector thread increments directly.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    /// NEW events applied.
+    pub events_new: Counter,
+    /// UPDATE events applied.
+    pub events_update: Counter,
+    /// DESTROY events applied.
+    pub events_destroy: Counter,
+    /// Receive queue overruns (each: an unknown number of lost events).
+    pub events_lost: Counter,
+    /// Kernel messages that could not be decoded and were skipped.
+    pub parse_errors: Counter,
+    /// Resyncs at start.
+    pub resyncs_startup: Counter,
+    /// Periodic resyncs.
+    pub resyncs_periodic: Counter,
+    /// Resyncs after lost events.
+    pub resyncs_events_lost: Counter,
+    /// Entries corrected by all resyncs after the first.
+    pub resync_corrected: Counter,
+}
+
+/// Renders the metrics page.
+pub struct Exposition {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    tracker: Arc<Tracker>,
+    status: Arc<Status>,
+    names: [&'static str; 4],
+    host_idle_timeout: Duration,
+    render_lock: Mutex<()>,
+}
+
+impl Exposition {
+    /// Sets up the recorder, describes every family, and returns the counters for the
+    /// collector.
+    pub fn new(
+        tracker: Arc<Tracker>,
+        status: Arc<Status>,
+        naming: Naming,
+        host_idle_timeout: Duration,
+    ) -> (Exposition, Counters) {
+        let recorder = PrometheusBuilder::new()
+            .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
+            .build_recorder();
+        let handle = recorder.handle();
+        let names = HOST_FAMILIES.map(|(seed, plain, _)| match naming {
+            Naming::Seed => seed,
+            Naming::Plain => plain,
+        });
+        let counters = metrics::with_local_recorder(&recorder, || {
+            for (name, (_, _, help)) in names.iter().zip(HOST_FAMILIES) {
+                describe_gauge!(*name, help);
+            }
+            describe_self_metrics();
+            Counters {
+                events_new: counter!("conntrack_exporter_events_total", "type" => "new"),
+                events_update: counter!("conntrack_exporter_events_total", "type" => "update"),
+                events_destroy: counter!("conntrack_exporter_events_total", "type" => "destroy"),
+                events_lost: counter!("conntrack_exporter_events_lost_total"),
+                parse_errors: counter!("conntrack_exporter_parse_errors_total"),
+                resyncs_startup: counter!("conntrack_exporter_resyncs_total", "reason" => "startup"),
+                resyncs_periodic: counter!("conntrack_exporter_resyncs_total", "reason" => "periodic"),
+                resyncs_events_lost: counter!("conntrack_exporter_resyncs_total", "reason" => "events_lost"),
+                resync_corrected: counter!("conntrack_exporter_resync_corrected_entries_total"),
+            }
+        });
+        let exposition = Exposition {
+            recorder,
+            handle,
+            tracker,
+            status,
+            names,
+            host_idle_timeout,
+            render_lock: Mutex::new(()),
+        };
+        (exposition, counters)
+    }
+
+    /// Publishes the current counts and renders the text exposition format.
+    pub fn render(&self) -> String {
+        let _serialised = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let hosts = self
+            .tracker
+            .snapshot(Instant::now(), self.host_idle_timeout);
+        metrics::with_local_recorder(&self.recorder, || {
+            for host in &hosts {
+                let label = host.labels.host.to_string();
+                for group in StateGroup::ALL {
+                    let name = self.names[group.index()];
+                    gauge!(name, "host" => label.clone()).set(host.get(group));
+                }
+            }
+            self.publish_status(hosts.len());
+        });
+        self.handle.render()
+    }
+
+    fn publish_status(&self, hosts: usize) {
+        let status = &self.status;
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
+        gauge!("conntrack_exporter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        gauge!("conntrack_exporter_connections").set(self.tracker.connections() as f64);
+        gauge!("conntrack_exporter_hosts").set(hosts as f64);
+        gauge!("conntrack_exporter_resync_duration_seconds")
+            .set(load(&status.last_resync_nanos) / 1e9);
+        gauge!("conntrack_exporter_resync_corrected_entries")
+            .set(load(&status.last_resync_corrected));
+        gauge!("conntrack_exporter_kernel_table_entries").set(load(&status.kernel_entries));
+        gauge!("conntrack_exporter_kernel_table_limit").set(load(&status.kernel_limit));
+        gauge!("conntrack_exporter_netlink_receive_queue_bytes")
+            .set(load(&status.receive_queue_bytes));
+    }
+}
+
+fn describe_self_metrics() {
+    describe_gauge!(
+        "conntrack_exporter_build_info",
+        "The exporter's version, as a label; the value is always 1."
+    );
+    describe_counter!(
+        "conntrack_exporter_events_total",
+        "Connection events applied, by type (new, update, destroy)."
+    );
+    describe_counter!(
+        "conntrack_exporter_events_lost_total",
+        "Times the kernel dropped events because the receive queue was full; each triggers a resync."
+    );
+    describe_counter!(
+        "conntrack_exporter_parse_errors_total",
+        "Kernel messages that could not be decoded and were skipped."
+    );
+    describe_counter!(
+        "conntrack_exporter_resyncs_total",
+        "Full re-reads of the conntrack table, by reason (startup, periodic, events_lost)."
+    );
+    describe_counter!(
+        "conntrack_exporter_resync_corrected_entries_total",
+        "Connections whose counted state the resyncs after start-up had to correct."
+    );
+    describe_gauge!(
+        "conntrack_exporter_resync_duration_seconds",
+        "How long the latest resync took."
+    );
+    describe_gauge!(
+        "conntrack_exporter_resync_corrected_entries",
+        "Connections the latest resync had to correct (added, changed or removed)."
+    );
+    describe_gauge!(
+        "conntrack_exporter_connections",
+        "Connections the exporter is tracking now."
+    );
+    describe_gauge!(
+        "conntrack_exporter_hosts",
+        "Remote hosts in the output now."
+    );
+    describe_gauge!(
+        "conntrack_exporter_kernel_table_entries",
+        "Entries in the kernel's conntrack table, all protocols."
+    );
+    describe_gauge!(
+        "conntrack_exporter_kernel_table_limit",
+        "The kernel conntrack table's limit (nf_conntrack_max)."
+    );
+    describe_gauge!(
+        "conntrack_exporter_netlink_receive_queue_bytes",
+        "Size of the kernel receive queue for connection events."
+    );
+}

@@ -1,0 +1,44 @@
+//! Log lines to standard error: `LEVEL message`. Timestamps are left to the supervisor
+//! (systemd, the container runtime), which adds its own.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Crates whose records are shown; others (such as the netlink library's per-message debug
+/// lines) are not.
+const OWN_TARGETS: [&str; 3] = ["conntrack_exporter", "ctnetlink", "tracker"];
+
+struct StderrLogger;
+
+impl Log for StderrLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+            && OWN_TARGETS
+                .iter()
+                .any(|target| metadata.target().starts_with(target))
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = match record.level() {
+                Level::Error => "ERROR",
+                Level::Warn => "WARN ",
+                Level::Info => "INFO ",
+                Level::Debug => "DEBUG",
+                Level::Trace => "TRACE",
+            };
+            eprintln!("{level} {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger: info and above, or debug and above with `debug`.
+pub fn init(debug: bool) {
+    let _ = log::set_logger(&StderrLogger);
+    log::set_max_level(if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    });
+}
