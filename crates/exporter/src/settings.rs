@@ -370,7 +370,7 @@ mod tests {
                 "test.toml:1: ",
                 "unknown field `listen_prot`",
             ),
-            ("\nnaming = \"fancy\"\n", "test.toml:2: ", "`seed`, `plain`"),
+            ("\nnaming = \"fancy\"\n", "test.toml:2: naming", "`seed` or `plain`"),
             (
                 "resync_interval = \"soon\"\n",
                 "test.toml:1: ",
@@ -390,7 +390,7 @@ mod tests {
             (
                 "log_events_format = \"xml\"\n",
                 "test.toml:1: ",
-                "`netfilter`, `json`",
+                "`netfilter` or `json`",
             ),
         ];
         for (text, prefix, allowed) in cases {
