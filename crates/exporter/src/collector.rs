@@ -338,6 +338,11 @@ impl Collector {
     /// in the receive queue and are applied afterwards, in order, so the latest word on
     /// each connection is the one that stays.
     fn resync(&mut self, reason: Reason) -> Result<(), SocketError> {
+        // Events already queued describe changes older than the dump: applying them first
+        // keeps them from being counted as drift the dump corrected.
+        if reason != Reason::Startup {
+            self.drain_events();
+        }
         let started = Instant::now();
         let tracker = Arc::clone(&self.applier.tracker);
         let mut resync = tracker.begin_resync();
