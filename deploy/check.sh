@@ -125,20 +125,26 @@ check() {
     fi
 }
 
-# expect_failure PATTERN COMMAND...: COMMAND must fail and print PATTERN.
+# expect_failure PATTERN... -- COMMAND...: COMMAND must fail, and its output
+# must match every PATTERN (extended regular expressions).
 expect_failure() {
-    local pattern=$1
+    local patterns=() output pattern
+    while [[ $1 != -- ]]; do
+        patterns+=("$1")
+        shift
+    done
     shift
-    local output
     if output=$("$@" 2>&1); then
         echo "expected a failure, but the command succeeded"
         return 1
     fi
-    if ! grep -qE -- "$pattern" <<<"$output"; then
-        echo "failed without the expected message /$pattern/:"
-        printf '%s\n' "$output"
-        return 1
-    fi
+    for pattern in "${patterns[@]}"; do
+        if ! grep -qE -- "$pattern" <<<"$output"; then
+            echo "failed without the expected message /$pattern/:"
+            printf '%s\n' "$output"
+            return 1
+        fi
+    done
 }
 
 python_lib() { "$PYTHON" "$DEPLOY_DIR/lib/$1" "${@:2}"; }
@@ -196,19 +202,19 @@ check "helm template (ci/custom-values.yaml: ServiceMonitor, PrometheusRule, non
 check "helm template (PodMonitor, no Service, null config key) matches the values" chart_podmonitor
 
 check "schema rejects config.listen_port=abc" \
-    expect_failure "schema.*listen_port|listen_port.*(string|integer)" \
+    expect_failure "specifications of the schema" "/config/listen_port.*got string" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set config.listen_port=abc
 check "schema rejects resources of the wrong type" \
-    expect_failure "schema.*resources|resources.*(string|object)" \
+    expect_failure "specifications of the schema" "/resources.*got string, want object" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set resources=lots
 check "schema rejects an unknown exporter config key" \
-    expect_failure "additional propert.*listen_prot" \
+    expect_failure "specifications of the schema" "additional propert.*listen_prot" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set config.listen_prot=9318
 check "schema rejects a duration without unit" \
-    expect_failure "resync_interval" \
+    expect_failure "specifications of the schema" "/config/resync_interval" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set config.resync_interval=90
 check "chart refuses ServiceMonitor and PodMonitor together" \
-    expect_failure "both true" \
+    expect_failure "serviceMonitor.enabled and podMonitor.enabled are both true" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" -f "$WORK_DIR/both-monitors-values.yaml"
 check "chart README documents every value" python_lib chart_assertions.py readme "$CHART_DIR"
 
