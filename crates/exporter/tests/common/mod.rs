@@ -51,6 +51,7 @@ pub fn binary() -> &'static str {
 
 /// Polls `check` until it returns `Ok`, and returns that value. After [`DEADLINE`] the
 /// test fails with `what` and the last reason `check` gave.
+#[track_caller]
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -237,6 +238,7 @@ impl Exporter {
     /// through the `conntrack` tool, and returns them. The table is read before and after
     /// the scrape; only a scrape between two equal readings counts, so a table that is still
     /// changing is simply read again.
+    #[track_caller]
     pub fn wait_until_kernel_table_matches(&self, families: [&str; 4]) -> HostCounts {
         eventually(
             "the exporter's per-host numbers equal the kernel's table",
