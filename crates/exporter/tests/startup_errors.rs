@@ -1,0 +1,107 @@
+//! Start-up failures: each ends the process with exit code 1 and one line on standard error
+//! that says what is wrong. A bad value in the config file names the file, line and key; an
+//! unknown key names the key; a port in use says it cannot listen; a missing CAP_NET_ADMIN
+//! names the capability.
+
+mod common;
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::Command;
+
+use common::{TempDir, binary, installed, run_to_exit};
+
+/// The prefix of the exporter's error line.
+const ERROR_PREFIX: &str = "conntrack_exporter: error: ";
+
+/// Runs `command` to its end, checks exit code 1 and a single line on standard error, and
+/// returns that line without the program's prefix.
+#[track_caller]
+fn single_error_line(command: &mut Command) -> String {
+    let (status, stderr) = run_to_exit(command);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{status}; standard error:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
+    lines[0]
+        .strip_prefix(ERROR_PREFIX)
+        .unwrap_or_else(|| panic!("{:?} lacks {ERROR_PREFIX:?}", lines[0]))
+        .to_owned()
+}
+
+#[test]
+fn a_bad_value_names_file_line_and_key() {
+    let test = "a_bad_value_names_file_line_and_key";
+    let Some(_namespace) = netns::enter(test) else {
+        return;
+    };
+    let directory = TempDir::new(test);
+    let config = directory.write("bad.toml", "# ports\n\nlisten_port = \"abc\"\n");
+    let line = single_error_line(Command::new(binary()).arg("-c").arg(&config));
+    let location = format!("{}:3: listen_port: ", config.display());
+    let message = line
+        .strip_prefix(&location)
+        .unwrap_or_else(|| panic!("{line:?} should start with {location:?}"));
+    assert!(
+        message.contains("u16"),
+        "{line:?} should say what is allowed"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    let test = "an_unknown_key_is_named";
+    let Some(_namespace) = netns::enter(test) else {
+        return;
+    };
+    let directory = TempDir::new(test);
+    let config = directory.write("unknown.toml", "debug = false\nlisten_prot = 9100\n");
+    let line = single_error_line(Command::new(binary()).arg("-c").arg(&config));
+    let location = format!("{}:2: ", config.display());
+    assert!(
+        line.starts_with(&location),
+        "{line:?} should start with {location:?}"
+    );
+    assert!(line.contains("listen_prot"), "{line:?} should name the key");
+}
+
+#[test]
+fn a_port_in_use_cannot_be_listened_on() {
+    let Some(_namespace) = netns::enter("a_port_in_use_cannot_be_listened_on") else {
+        return;
+    };
+    let taken = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let line = single_error_line(Command::new(binary()).args(["-l", &port]));
+    assert!(line.contains("cannot listen"), "{line:?}");
+    assert!(line.contains(&port), "{line:?} should name the port");
+}
+
+#[test]
+fn without_cap_net_admin_it_says_so() {
+    let test = "without_cap_net_admin_it_says_so";
+    let Some(_namespace) = netns::enter(test) else {
+        return;
+    };
+    let port = common::free_port().to_string();
+    let mut command = if installed("setpriv") {
+        let mut command = Command::new("setpriv");
+        command.args(["--inh-caps=-all", "--bounding-set=-net_admin", "--"]);
+        command.args([binary(), "-l", &port]);
+        command
+    } else if installed("capsh") {
+        let mut command = Command::new("capsh");
+        command.args(["--drop=cap_net_admin", "--", "-c"]);
+        command.arg(format!("exec {} -l {port}", binary()));
+        command
+    } else if std::env::var_os("CI").is_some() {
+        panic!("{test}: needs setpriv (util-linux) or capsh (libcap2-bin), and CI is set");
+    } else {
+        eprintln!("\n*** SKIPPED {test}: neither setpriv nor capsh is installed ***\n");
+        return;
+    };
+    let line = single_error_line(&mut command);
+    assert!(line.contains("CAP_NET_ADMIN"), "{line:?}");
+}
