@@ -101,7 +101,9 @@ pub fn create(sequence: u32, entry: &NewEntry) -> Vec<u8> {
     write_tuple(&mut attrs, cta::TUPLE_REPLY, &reply);
     attrs.u32_be(cta::TIMEOUT, entry.timeout);
     if entry.status != Status::default() {
-        attrs.u32_be(cta::STATUS, entry.status.0);
+        // The kernel marks a new entry CONFIRMED before applying CTA_STATUS and refuses any
+        // status that would clear that bit (EBUSY), so it must be part of the request.
+        attrs.u32_be(cta::STATUS, (entry.status | Status::CONFIRMED).0);
     }
     if let Some(state) = entry.tcp_state {
         attrs.nested(cta::PROTOINFO, |info| {
