@@ -76,10 +76,13 @@ pub fn nft(args: &[&str]) -> String {
     netns::run("nft", args).unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Keeps connections to and from `port` out of the conntrack table, so that the test's own
-/// scrapes never show up in the counts they check.
+/// Keeps connections to and from `127.0.0.1:port` out of the conntrack table, so that the
+/// test's own scrapes never show up in the counts they check. Only that address: the
+/// exporter holds the port for IPv4 alone, so a test's IPv6 listener may get the same number.
 pub fn exempt_port_from_tracking(port: u16) {
-    let rules = format!("tcp dport {port} notrack; tcp sport {port} notrack;");
+    let rules = format!(
+        "ip daddr 127.0.0.1 tcp dport {port} notrack; ip saddr 127.0.0.1 tcp sport {port} notrack;"
+    );
     let ruleset = format!(
         "table inet test_raw {{ \
          chain pre {{ type filter hook prerouting priority raw; {rules} }}; \
@@ -252,9 +255,14 @@ impl Exporter {
                 match scraped {
                     Ok(scraped) if scraped == before => Ok(before),
                     Ok(scraped) => Err(format!(
-                        "\n  kernel:   {}\n  exporter: {}\n  exporter log:\n{}",
+                        "\n  kernel:   {}\n  exporter: {}\n  kernel table:\n{}\n  exporter log:\n{}",
                         show(&before),
                         show(&scraped),
+                        conntrack_list()
+                            .iter()
+                            .map(|entry| format!("    {entry:?}"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                         self.stderr.text()
                     )),
                     Err(error) => Err(error),
