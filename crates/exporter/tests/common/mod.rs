@@ -21,6 +21,9 @@ use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
 
 /// How long any condition is waited for before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a test may spend waiting in all, so that a failing test still ends in well under
+/// 20 seconds however many conditions it waits for.
+pub const TEST_BUDGET: Duration = Duration::from_secs(15);
 /// Pause between two polls of a condition.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -49,16 +52,25 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_conntrack_exporter")
 }
 
-/// Polls `check` until it returns `Ok`, and returns that value. After [`DEADLINE`] the
-/// test fails with `what` and the last reason `check` gave.
+thread_local! {
+    /// When the current test first waited for something (each test runs on its own thread).
+    static FIRST_WAIT: Instant = Instant::now();
+}
+
+/// Polls `check` until it returns `Ok`, and returns that value. After [`DEADLINE`], or once
+/// the test has spent [`TEST_BUDGET`] since its first wait, the test fails with `what` and
+/// the last reason `check` gave.
 #[track_caller]
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + DEADLINE;
+    let started = Instant::now();
+    let budget_end = FIRST_WAIT.with(|first| *first + TEST_BUDGET);
+    let deadline = (started + DEADLINE).min(budget_end);
     loop {
         match check() {
             Ok(value) => return value,
             Err(reason) if Instant::now() >= deadline => {
-                panic!("{what}: not reached within {DEADLINE:?}: {reason}")
+                let waited = started.elapsed().as_secs_f32();
+                panic!("{what}: not reached after {waited:.1}s: {reason}")
             }
             Err(_) => thread::sleep(POLL),
         }
