@@ -348,3 +348,196 @@ fn parse_timestamp(attr: Attr<'_>) -> Result<Timestamp, ParseError> {
     }
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::AttrWriter;
+    use crate::wire::{counters, protoinfo, timestamp};
+
+    /// The attributes `fill` writes, as bytes.
+    fn attributes(fill: impl FnOnce(&mut AttrWriter<'_>)) -> Vec<u8> {
+        let mut buf = Vec::new();
+        fill(&mut AttrWriter::new(&mut buf));
+        buf
+    }
+
+    /// An IPv6 UDP original tuple `[::1]:1000 -> [::2]:53`.
+    fn write_tuple(attrs: &mut AttrWriter<'_>) {
+        attrs.nested(cta::TUPLE_ORIG, |t| {
+            t.nested(wire::tuple::IP, |ip| {
+                ip.bytes(wire::ip::V6_SRC, &Ipv6Addr::from(1u128).octets());
+                ip.bytes(wire::ip::V6_DST, &Ipv6Addr::from(2u128).octets());
+            });
+            t.nested(wire::tuple::PROTO, |p| {
+                p.u8(wire::proto::NUM, 17)
+                    .u16_be(wire::proto::SRC_PORT, 1000)
+                    .u16_be(wire::proto::DST_PORT, 53);
+            });
+        });
+    }
+
+    #[test]
+    fn entry_kind_follows_the_kernel_flags() {
+        use wire::{IPCTNL_MSG_CT_DELETE as DELETE, IPCTNL_MSG_CT_NEW as NEW};
+        assert_eq!(entry_kind(DELETE, 0), EntryKind::Destroy);
+        assert_eq!(entry_kind(DELETE, wire::NLM_F_MULTI), EntryKind::Destroy);
+        assert_eq!(entry_kind(NEW, wire::NLM_F_MULTI), EntryKind::Dumped);
+        let create_excl = wire::NLM_F_CREATE | wire::NLM_F_EXCL;
+        assert_eq!(entry_kind(NEW, create_excl), EntryKind::New);
+        assert_eq!(entry_kind(NEW, wire::NLM_F_CREATE), EntryKind::New);
+        assert_eq!(entry_kind(NEW, 0), EntryKind::Update);
+        assert_eq!(entry_kind(NEW, wire::NLM_F_ACK), EntryKind::Update);
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(parse_error(&0i32.to_ne_bytes()), Ok(Message::Ack));
+        assert_eq!(parse_error(&(-17i32).to_ne_bytes()), Ok(Message::Error(17)));
+        assert_eq!(parse_error(&(-1i32).to_ne_bytes()), Ok(Message::Error(1)));
+        // Not a valid errno, but representable without overflow.
+        assert_eq!(
+            parse_error(&i32::MIN.to_ne_bytes()),
+            Ok(Message::Error(i32::MAX))
+        );
+        assert_eq!(
+            parse_error(&[0, 0, 0]),
+            Err(ParseError::Truncated {
+                what: "netlink error code",
+                needed: 4,
+                available: 3
+            })
+        );
+    }
+
+    #[test]
+    fn counters_in_64_and_32_bits() {
+        let wide = attributes(|a| {
+            a.nested(cta::COUNTERS_ORIG, |c| {
+                c.bytes(counters::PACKETS, &(5u64 << 32).to_be_bytes())
+                    .bytes(counters::BYTES, &u64::MAX.to_be_bytes())
+                    .u8(99, 1);
+            });
+        });
+        let attr = Attrs::new(&wide).next().unwrap().unwrap();
+        assert_eq!(
+            parse_counters(attr),
+            Ok(Counters {
+                packets: 5 << 32,
+                bytes: u64::MAX
+            })
+        );
+        let narrow = attributes(|a| {
+            a.nested(cta::COUNTERS_REPLY, |c| {
+                c.u32_be(counters::PACKETS_32, 7)
+                    .u32_be(counters::BYTES_32, 700);
+            });
+        });
+        let attr = Attrs::new(&narrow).next().unwrap().unwrap();
+        assert_eq!(
+            parse_counters(attr),
+            Ok(Counters {
+                packets: 7,
+                bytes: 700
+            })
+        );
+    }
+
+    #[test]
+    fn timestamps_with_and_without_stop() {
+        let both = attributes(|a| {
+            a.nested(cta::TIMESTAMP, |t| {
+                t.bytes(timestamp::START, &10u64.to_be_bytes())
+                    .bytes(timestamp::STOP, &25u64.to_be_bytes());
+            });
+        });
+        let attr = Attrs::new(&both).next().unwrap().unwrap();
+        assert_eq!(
+            parse_timestamp(attr),
+            Ok(Timestamp {
+                start: Some(10),
+                stop: Some(25)
+            })
+        );
+        let empty = attributes(|a| {
+            a.nested(cta::TIMESTAMP, |_| {});
+        });
+        let attr = Attrs::new(&empty).next().unwrap().unwrap();
+        assert_eq!(parse_timestamp(attr), Ok(Timestamp::default()));
+    }
+
+    #[test]
+    fn protocol_states_of_tcp_and_sctp_and_others_skipped() {
+        let info = |kind: u16, state: u8| {
+            attributes(|a| {
+                a.nested(cta::PROTOINFO, |p| {
+                    p.nested(kind, |inner| {
+                        // A member before the state, as the kernel sends window scales.
+                        inner.u8(2, 14).u8(protoinfo::TCP_STATE, state);
+                    });
+                });
+            })
+        };
+        let decode = |bytes: Vec<u8>| {
+            let mut fields = EntryFields::default();
+            let attr = Attrs::new(&bytes).next().unwrap().unwrap();
+            parse_protoinfo(attr, &mut fields).map(|()| (fields.tcp_state, fields.sctp_state))
+        };
+        assert_eq!(
+            decode(info(protoinfo::TCP, 7)),
+            Ok((Some(TcpState::TimeWait), None))
+        );
+        assert_eq!(
+            decode(info(protoinfo::TCP, 42)),
+            Ok((Some(TcpState::Other(42)), None))
+        );
+        assert_eq!(decode(info(protoinfo::SCTP, 3)), Ok((None, Some(3))));
+        // CTA_PROTOINFO_DCCP (2) is not decoded.
+        assert_eq!(decode(info(2, 3)), Ok((None, None)));
+    }
+
+    #[test]
+    fn family_falls_back_to_the_tuple() {
+        let bytes = attributes(|a| {
+            write_tuple(a);
+            a.u32_be(cta::MARK, 9).u16_be(cta::ZONE, 4);
+        });
+        for family in [0, 7, wire::AF_INET6] {
+            let entry = parse_entry(family, &bytes).unwrap();
+            assert_eq!(entry.family, Family::Ipv6);
+            assert_eq!(entry.mark, Some(9));
+            assert_eq!(entry.zone, Some(4));
+            assert_eq!(entry.reply, None);
+            assert_eq!(entry.original.dst, IpAddr::V6(Ipv6Addr::from(2u128)));
+            assert_eq!(entry.original.layer4, Layer4::Ports { src: 1000, dst: 53 });
+        }
+    }
+
+    #[test]
+    fn messages_skip_padding_between_messages() {
+        // A 20-byte DONE, then a 17-byte message padded to 20, then an ACK.
+        let mut buffer = Vec::new();
+        let header = |length: u32, kind: u16| {
+            let mut h = Vec::new();
+            h.extend_from_slice(&length.to_ne_bytes());
+            h.extend_from_slice(&kind.to_ne_bytes());
+            h.extend_from_slice(&[0; 10]);
+            h
+        };
+        buffer.extend(header(20, wire::NLMSG_DONE));
+        buffer.extend_from_slice(&[0; 4]);
+        buffer.extend(header(17, 0x10));
+        buffer.extend_from_slice(&[0; 4]);
+        buffer.extend(header(20, wire::NLMSG_ERROR));
+        buffer.extend_from_slice(&[0; 4]);
+        let decoded: Vec<_> = messages(&buffer).collect();
+        assert_eq!(
+            decoded,
+            [
+                Ok(Message::Done),
+                Ok(Message::Other { message_type: 0x10 }),
+                Ok(Message::Ack)
+            ]
+        );
+    }
+}

@@ -83,3 +83,82 @@ impl CpuStats {
         Ok(stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::AttrWriter;
+
+    #[test]
+    fn every_cpu_counter_comes_from_its_own_attribute() {
+        // Attribute n carries 100 + n, for every number the kernel has ever used (1 to 15)
+        // and one it has not yet (16): each field must show its own number.
+        let mut buf = Vec::new();
+        let mut attrs = AttrWriter::new(&mut buf);
+        for kind in 1..=16u16 {
+            attrs.u32_be(kind, 100 + u32::from(kind));
+        }
+        let stats = CpuStats::parse(3, &buf).unwrap();
+        assert_eq!(
+            stats,
+            CpuStats {
+                cpu: 3,
+                found: 102,
+                invalid: 104,
+                insert: 108,
+                insert_failed: 109,
+                drop: 110,
+                early_drop: 111,
+                error: 112,
+                search_restart: 113,
+                clash_resolve: 114,
+                chain_too_long: 115,
+            }
+        );
+    }
+
+    #[test]
+    fn cpu_counters_absent_are_zero() {
+        assert_eq!(
+            CpuStats::parse(1, &[]),
+            Ok(CpuStats {
+                cpu: 1,
+                ..CpuStats::default()
+            })
+        );
+    }
+
+    #[test]
+    fn table_size_and_limit() {
+        let mut buf = Vec::new();
+        AttrWriter::new(&mut buf)
+            .u32_be(stats_global::MAX_ENTRIES, 65_536)
+            .u32_be(3, 1)
+            .u32_be(stats_global::ENTRIES, 12);
+        assert_eq!(
+            TableSize::parse(&buf),
+            Ok(TableSize {
+                entries: 12,
+                max_entries: 65_536
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_statistics_are_errors() {
+        let mut buf = Vec::new();
+        AttrWriter::new(&mut buf).u16_be(stats_global::ENTRIES, 1);
+        assert_eq!(
+            TableSize::parse(&buf),
+            Err(ParseError::AttributeLength {
+                attribute: "CTA_STATS_GLOBAL_ENTRIES",
+                length: 2,
+                expected: 4
+            })
+        );
+        assert!(matches!(
+            CpuStats::parse(0, &[12, 0, stats_cpu::DROP as u8, 0, 0, 0, 0, 1]),
+            Err(ParseError::AttributeFraming { length: 12, .. })
+        ));
+    }
+}

@@ -219,7 +219,13 @@ fn dump_reply_decodes_every_field() {
     assert_eq!(udp.family, Family::Ipv6);
     assert_eq!(udp.original.src, "2001:db8::1".parse::<IpAddr>().unwrap());
     assert_eq!(udp.original.protocol, Protocol::UDP);
-    assert_eq!(udp.original.layer4, Layer4::Ports { src: 40002, dst: 53 });
+    assert_eq!(
+        udp.original.layer4,
+        Layer4::Ports {
+            src: 40002,
+            dst: 53
+        }
+    );
 }
 
 /// Checks a real connection's events: the kinds, the TCP states, the status bits and the
@@ -262,7 +268,10 @@ fn check_connection(
         };
         assert_eq!(entry, &expected, "event {index}");
     }
-    let timestamp = events[last].1.timestamp.expect("DESTROY carries timestamps");
+    let timestamp = events[last]
+        .1
+        .timestamp
+        .expect("DESTROY carries timestamps");
     assert_eq!(timestamp.start, Some(start));
     let stop = timestamp.stop.expect("DESTROY carries a stop time");
     // `conntrack -E` printed delta-time=2 or 3 for these.

@@ -9,8 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ctnetlink::{
-    EntryKind, Layer4, Message, NewEntry, ParseError, Protocol, Status, TcpState, Tuple,
-    messages, parse_message, request,
+    EntryKind, Layer4, Message, NewEntry, ParseError, Protocol, Status, TcpState, Tuple, messages,
+    parse_message, request,
 };
 use proptest::prelude::*;
 
@@ -99,7 +99,10 @@ fn tuple_orig(children: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn good_tuple() -> Vec<u8> {
-    tuple_orig(&[ip_v4([10, 0, 0, 1], [10, 0, 0, 2]), proto_ports(6, 1234, 80)])
+    tuple_orig(&[
+        ip_v4([10, 0, 0, 1], [10, 0, 0, 2]),
+        proto_ports(6, 1234, 80),
+    ])
 }
 
 /// A well-formed IPv4 TCP NEW event carrying `extra` attributes after its tuple.
@@ -149,12 +152,27 @@ fn the_hand_built_reference_message_is_valid() {
 fn wrong_attribute_lengths_name_the_attribute() {
     let cases: Vec<(Vec<u8>, ParseError)> = vec![
         // CTA_STATUS, CTA_TIMEOUT, CTA_MARK, CTA_ID: u32 with 2, 0, 8 and 3 bytes.
-        (entry_with(&[attr(3, &[0, 8])]), length_error("CTA_STATUS", 2, 4)),
-        (entry_with(&[attr(7, &[])]), length_error("CTA_TIMEOUT", 0, 4)),
-        (entry_with(&[attr(8, &[0; 8])]), length_error("CTA_MARK", 8, 4)),
-        (entry_with(&[attr(12, &[1, 2, 3])]), length_error("CTA_ID", 3, 4)),
+        (
+            entry_with(&[attr(3, &[0, 8])]),
+            length_error("CTA_STATUS", 2, 4),
+        ),
+        (
+            entry_with(&[attr(7, &[])]),
+            length_error("CTA_TIMEOUT", 0, 4),
+        ),
+        (
+            entry_with(&[attr(8, &[0; 8])]),
+            length_error("CTA_MARK", 8, 4),
+        ),
+        (
+            entry_with(&[attr(12, &[1, 2, 3])]),
+            length_error("CTA_ID", 3, 4),
+        ),
         // CTA_ZONE: u16 with 4 bytes.
-        (entry_with(&[attr(18, &[0; 4])]), length_error("CTA_ZONE", 4, 2)),
+        (
+            entry_with(&[attr(18, &[0; 4])]),
+            length_error("CTA_ZONE", 4, 2),
+        ),
         // CTA_COUNTERS_ORIG / PACKETS: u64 with 4 bytes.
         (
             entry_with(&[nested(9, &[attr(1, &[0; 4])])]),
@@ -255,7 +273,10 @@ fn zero_and_short_attribute_lengths_are_framing_errors() {
             CT_NEW,
             0,
             AF_INET,
-            &[tuple_orig(&[nested(1, &[attr_with_length(1, length, &[])])])],
+            &[tuple_orig(&[nested(
+                1,
+                &[attr_with_length(1, length, &[])],
+            )])],
         );
         for bytes in [top, in_tuple, in_ip] {
             assert!(
@@ -299,7 +320,13 @@ fn overlong_attribute_lengths_are_framing_errors() {
 #[test]
 fn message_lengths_that_cannot_be_trusted_end_the_iteration() {
     let good = entry_with(&[]);
-    for claimed in [0u32, 1, 15, u32::try_from(good.len()).unwrap() + 4, u32::MAX] {
+    for claimed in [
+        0u32,
+        1,
+        15,
+        u32::try_from(good.len()).unwrap() + 4,
+        u32::MAX,
+    ] {
         let mut bad = good.clone();
         bad[..4].copy_from_slice(&claimed.to_ne_bytes());
         // A bad header first: one framing error, nothing after it.
@@ -366,7 +393,12 @@ fn nested_garbage_is_an_error_or_ignored_never_a_panic() {
     }
     // Nested garbage in statistics replies.
     for junk in garbage {
-        let _ = parse(&message(CT_GET_STATS, 0, 0, &[attr(1 | NLA_F_NESTED, junk)]));
+        let _ = parse(&message(
+            CT_GET_STATS,
+            0,
+            0,
+            &[attr(1 | NLA_F_NESTED, junk)],
+        ));
         let _ = parse(&message(CT_GET_STATS_CPU, 0, 0, &[attr(2, junk)]));
     }
 }
@@ -378,16 +410,25 @@ fn missing_tuple_parts_are_reported() {
     let cases = [
         (vec![], "CTA_TUPLE_ORIG"),
         // Only a reply tuple.
-        (vec![nested(2, &[v4.clone(), ports.clone()])], "CTA_TUPLE_ORIG"),
+        (
+            vec![nested(2, &[v4.clone(), ports.clone()])],
+            "CTA_TUPLE_ORIG",
+        ),
         (vec![tuple_orig(&[])], "CTA_IP_*_SRC"),
-        (vec![tuple_orig(&[ports.clone()])], "CTA_IP_*_SRC"),
+        (
+            vec![tuple_orig(std::slice::from_ref(&ports))],
+            "CTA_IP_*_SRC",
+        ),
         (
             vec![tuple_orig(&[nested(1, &[attr(1, &[1; 4])]), ports.clone()])],
             "CTA_IP_*_DST",
         ),
-        (vec![tuple_orig(&[v4.clone()])], "CTA_PROTO_NUM"),
+        (vec![tuple_orig(std::slice::from_ref(&v4))], "CTA_PROTO_NUM"),
         (
-            vec![tuple_orig(&[v4, nested(2, &[attr(2, &[0, 1]), attr(3, &[0, 2])])])],
+            vec![tuple_orig(&[
+                v4,
+                nested(2, &[attr(2, &[0, 1]), attr(3, &[0, 2])]),
+            ])],
             "CTA_PROTO_NUM",
         ),
     ];
@@ -414,7 +455,12 @@ fn missing_tuple_parts_are_reported() {
 #[test]
 fn mixed_address_families_are_rejected() {
     let mixed = nested(1, &[attr(1, &[1; 4]), attr(4, &[2; 16])]);
-    let bytes = message(CT_NEW, 0, AF_INET, &[tuple_orig(&[mixed, proto_ports(6, 1, 2)])]);
+    let bytes = message(
+        CT_NEW,
+        0,
+        AF_INET,
+        &[tuple_orig(&[mixed, proto_ports(6, 1, 2)])],
+    );
     assert_eq!(parse(&bytes), Err(ParseError::MixedFamilies));
 }
 
@@ -505,7 +551,15 @@ fn kinds_follow_message_type_and_flags() {
 fn icmp_and_portless_tuples() {
     let icmp = tuple_orig(&[
         ip_v4([1; 4], [2; 4]),
-        nested(2, &[attr(1, &[1]), attr(4, &[0x12, 0x34]), attr(5, &[8]), attr(6, &[0])]),
+        nested(
+            2,
+            &[
+                attr(1, &[1]),
+                attr(4, &[0x12, 0x34]),
+                attr(5, &[8]),
+                attr(6, &[0]),
+            ],
+        ),
     ]);
     let Ok(Message::Entry { entry, .. }) = parse(&message(CT_NEW, 0, AF_INET, &[icmp])) else {
         panic!("ICMP entry must decode");
