@@ -85,23 +85,34 @@ fn without_cap_net_admin_it_says_so() {
     let Some(_namespace) = netns::enter(test) else {
         return;
     };
-    let port = common::free_port().to_string();
-    let mut command = if installed("setpriv") {
-        let mut command = Command::new("setpriv");
-        command.args(["--inh-caps=-all", "--bounding-set=-net_admin", "--"]);
-        command.args([binary(), "-l", &port]);
-        command
+    let dropping_cap_net_admin = if installed("setpriv") {
+        [
+            "setpriv",
+            "--inh-caps=-all",
+            "--bounding-set=-net_admin",
+            "--",
+        ]
     } else if installed("capsh") {
-        let mut command = Command::new("capsh");
-        command.args(["--drop=cap_net_admin", "--", "-c"]);
-        command.arg(format!("exec {} -l {port}", binary()));
-        command
+        ["capsh", "--drop=cap_net_admin", "--", "-c"]
     } else if std::env::var_os("CI").is_some() {
         panic!("{test}: needs setpriv (util-linux) or capsh (libcap2-bin), and CI is set");
     } else {
         eprintln!("\n*** SKIPPED {test}: neither setpriv nor capsh is installed ***\n");
         return;
     };
-    let line = single_error_line(&mut command);
-    assert!(line.contains("CAP_NET_ADMIN"), "{line:?}");
+    let port = common::free_port().to_string();
+    // Reading the table fails first; with --ensure-tracking, changing the ruleset does.
+    for extra in [None, Some("--ensure-tracking")] {
+        let exporter: Vec<&str> = [binary(), "-l", &port].into_iter().chain(extra).collect();
+        let (program, wrapper_args) = dropping_cap_net_admin.split_first().unwrap();
+        let mut command = Command::new(program);
+        command.args(wrapper_args);
+        if *program == "capsh" {
+            command.arg(format!("exec {}", exporter.join(" ")));
+        } else {
+            command.args(&exporter);
+        }
+        let line = single_error_line(&mut command);
+        assert!(line.contains("CAP_NET_ADMIN"), "{extra:?}: {line:?}");
+    }
 }
