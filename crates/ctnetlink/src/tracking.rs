@@ -603,7 +603,8 @@ fn transact(operation: &'static str, batch: Batch) -> Result<(), TrackingError> 
     // The kernel processes a netlink request inside `send`, so every answer is queued by now
     // (this is what `nft` relies on too). Reading without blocking until the queue is empty
     // collects them all and cannot hang on an answer that will never come.
-    crate::socket::set_nonblocking(socket.as_raw_fd(), true).map_err(|e| TrackingError::io(operation, e))?;
+    crate::socket::set_nonblocking(socket.as_raw_fd(), true)
+        .map_err(|e| TrackingError::io(operation, e))?;
     let mut answers = Answers::new(operation, &steps);
     let mut buffer = AlignedBuffer::new(RECEIVE_BUFFER);
     loop {

@@ -370,7 +370,11 @@ mod tests {
                 "test.toml:1: ",
                 "unknown field `listen_prot`",
             ),
-            ("\nnaming = \"fancy\"\n", "test.toml:2: naming", "`seed` or `plain`"),
+            (
+                "\nnaming = \"fancy\"\n",
+                "test.toml:2: naming",
+                "`seed` or `plain`",
+            ),
             (
                 "resync_interval = \"soon\"\n",
                 "test.toml:1: ",
