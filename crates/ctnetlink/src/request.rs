@@ -141,14 +141,19 @@ pub fn delete(sequence: u32, original: &Tuple, zone: Option<u16>) -> Vec<u8> {
 
 /// A request to delete every entry of `family` (all families when `None`), acknowledged.
 pub fn flush(sequence: u32, family: Option<Family>) -> Vec<u8> {
-    RequestBuilder::new(
+    let mut request = RequestBuilder::new(
         wire::IPCTNL_MSG_CT_DELETE,
         wire::NLM_F_ACK,
         sequence,
         family_byte(family),
         0,
-    )
-    .finish()
+    );
+    // The kernel flushes every family when the nfgenmsg version is 0, whatever the family
+    // byte says (old tools sent AF_INET meaning "all"); version 1 makes it honour the family.
+    if family.is_some() {
+        request.buf[wire::NLMSG_HDRLEN + 1] = 1;
+    }
+    request.finish()
 }
 
 /// A request for the table's size and limit.
