@@ -1,0 +1,309 @@
+//! Conntrack events on the real kernel, each test in its own network namespace: entries that
+//! are created, changed and deleted arrive as NEW, UPDATE and DESTROY with the right tuples,
+//! a real TCP handshake arrives as its state changes, the groups subscribed to are the ones
+//! delivered, and a burst that overflows a small receive queue is reported as lost events.
+//!
+//! The tests need root (they skip loudly without it, and fail when `CI` is set) and the
+//! `ip` and `conntrack` programs.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use ctnetlink::{
+    ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, NewEntry, Protocol, Received,
+    Status, TcpState, Tuple, tracking,
+};
+
+/// Events received so far on one socket.
+struct Events {
+    socket: EventSocket,
+    received: Vec<(EntryKind, Entry)>,
+}
+
+impl Events {
+    fn subscribe(groups: EventGroups) -> Events {
+        let socket = EventSocket::subscribe(groups).expect("subscribe");
+        socket.set_nonblocking(true).unwrap();
+        Events {
+            socket,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads what is queued now; panics on lost events.
+    fn drain(&mut self) {
+        loop {
+            let received = &mut self.received;
+            let outcome = self
+                .socket
+                .receive(|event| received.push(event.expect("event decodes")))
+                .expect("receive");
+            match outcome {
+                Received::Messages(_) => {}
+                Received::WouldBlock => return,
+                Received::EventsLost => panic!("events lost"),
+            }
+        }
+    }
+
+    /// Reads until `done` holds for the events received so far, for up to five seconds.
+    fn wait_until(&mut self, what: &str, done: impl Fn(&[(EntryKind, Entry)]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.drain();
+            if done(&self.received) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; received: {:#?}",
+                self.received
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The events about the connection whose original tuple is `tuple`, in arrival order.
+    fn of(&self, tuple: &Tuple) -> Vec<&(EntryKind, Entry)> {
+        self.received
+            .iter()
+            .filter(|(_, entry)| entry.original == *tuple)
+            .collect()
+    }
+
+    fn has(&self, tuple: &Tuple, kind: EntryKind) -> bool {
+        self.of(tuple).iter().any(|(k, _)| *k == kind)
+    }
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+}
+
+fn v6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+}
+
+/// A loopback TCP connection with one exchange each way; returns its original tuple.
+fn connect(address: IpAddr) -> (Tuple, TcpStream, TcpStream) {
+    let listener = TcpListener::bind(SocketAddr::new(address, 0)).unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0; 4];
+    server.read_exact(&mut buf).unwrap();
+    server.write_all(b"pong").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    let local = client.local_addr().unwrap();
+    let peer = client.peer_addr().unwrap();
+    let tuple = Tuple::tcp(local.ip(), local.port(), peer.ip(), peer.port());
+    (tuple, client, server)
+}
+
+#[test]
+fn new_update_and_destroy_arrive_with_the_right_tuples() {
+    let Some(_ns) = netns::enter("new_update_and_destroy") else {
+        return;
+    };
+    tracking::enable().expect("switch tracking on");
+    let mut events = Events::subscribe(EventGroups::ALL);
+    events.socket.set_receive_queue(1 << 20).unwrap();
+    let mut only_destroy = Events::subscribe(EventGroups {
+        new: false,
+        update: false,
+        destroy: true,
+    });
+    let mut socket = ConntrackSocket::open().unwrap();
+
+    // Synthetic entries: NEW.
+    let tcp = Tuple::tcp(v4(1), 40001, v4(2), 443);
+    let udp = Tuple::udp(v6(1), 40002, v6(2), 53);
+    let mut tcp_entry = NewEntry::tcp(tcp, TcpState::SynSent, 300);
+    tcp_entry.mark = Some(1);
+    socket.create(&tcp_entry).unwrap();
+    let udp_entry = NewEntry {
+        original: udp,
+        reply: None,
+        tcp_state: None,
+        timeout: 300,
+        status: Status::default(),
+        mark: Some(2),
+        zone: None,
+    };
+    socket.create(&udp_entry).unwrap();
+    events.wait_until("two NEW events", |received| {
+        received
+            .iter()
+            .filter(|(k, _)| *k == EntryKind::New)
+            .count()
+            >= 2
+    });
+    for (tuple, state, mark) in [(tcp, Some(TcpState::SynSent), 1), (udp, None, 2)] {
+        let of = events.of(&tuple);
+        assert_eq!(of.len(), 1, "{of:#?}");
+        let (kind, entry) = of[0];
+        assert_eq!(*kind, EntryKind::New);
+        assert_eq!(entry.reply, Some(tuple.inverted()));
+        assert_eq!(entry.tcp_state, state);
+        assert_eq!(entry.mark, Some(mark));
+        assert_eq!(entry.timeout, Some(300));
+        assert!(entry.status.unwrap().contains(Status::CONFIRMED));
+        assert!(entry.id.is_some());
+    }
+
+    // A changed mark: UPDATE.
+    netns::run(
+        "conntrack",
+        &["-U", "-p", "tcp", "-s", "192.0.2.1", "-m", "42"],
+    )
+    .unwrap();
+    netns::run(
+        "conntrack",
+        &["-U", "-p", "udp", "-s", "2001:db8::1", "-m", "43"],
+    )
+    .unwrap();
+    events.wait_until("two UPDATE events", |received| {
+        received
+            .iter()
+            .filter(|(k, _)| *k == EntryKind::Update)
+            .count()
+            >= 2
+    });
+    for (tuple, mark) in [(tcp, 42), (udp, 43)] {
+        let of = events.of(&tuple);
+        let (kind, entry) = of.last().unwrap();
+        assert_eq!(*kind, EntryKind::Update);
+        assert_eq!(entry.mark, Some(mark));
+        assert_eq!(entry.reply, Some(tuple.inverted()));
+        assert_eq!(entry.id, of[0].1.id);
+    }
+
+    // Real connections: NEW in SYN_SENT, then UPDATEs through SYN_RECV to ESTABLISHED.
+    let mut connections = Vec::new();
+    for address in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        let (tuple, client, server) = connect(address);
+        events.wait_until("a TCP handshake", |received| {
+            received.iter().any(|(kind, entry)| {
+                *kind == EntryKind::Update
+                    && entry.original == tuple
+                    && entry.tcp_state == Some(TcpState::Established)
+            })
+        });
+        let of = events.of(&tuple);
+        assert_eq!(of[0].0, EntryKind::New);
+        let states: Vec<TcpState> = of.iter().filter_map(|(_, e)| e.tcp_state).collect();
+        assert_eq!(
+            states,
+            [TcpState::SynSent, TcpState::SynRecv, TcpState::Established]
+        );
+        assert!(of[1..].iter().all(|(kind, _)| *kind == EntryKind::Update));
+        assert!(of.iter().all(|(_, e)| e.reply == Some(tuple.inverted())));
+        let established = &of.last().unwrap().1;
+        assert!(established.status.unwrap().contains(Status::ASSURED));
+        connections.push((tuple, client, server));
+    }
+
+    // Deleted: DESTROY, on both subscriptions.
+    let mut all = vec![tcp, udp];
+    all.extend(connections.iter().map(|(tuple, _, _)| *tuple));
+    for tuple in &all {
+        socket.delete(tuple, None).unwrap();
+    }
+    events.wait_until("four DESTROY events", |received| {
+        received
+            .iter()
+            .filter(|(k, _)| *k == EntryKind::Destroy)
+            .count()
+            >= 4
+    });
+    only_destroy.wait_until("four DESTROY events", |received| received.len() >= 4);
+    for tuple in &all {
+        let of = events.of(tuple);
+        assert!(of.len() >= 2, "{of:#?}");
+        assert_eq!(of.first().unwrap().0, EntryKind::New);
+        assert_eq!(of.last().unwrap().0, EntryKind::Destroy);
+        assert!(
+            of[1..of.len() - 1]
+                .iter()
+                .all(|(k, _)| *k == EntryKind::Update)
+        );
+        let destroyed = &of.last().unwrap().1;
+        assert_eq!(destroyed.reply, Some(tuple.inverted()));
+        assert_eq!(destroyed.id, of[0].1.id);
+        assert!(only_destroy.has(tuple, EntryKind::Destroy));
+    }
+    assert_eq!(events.received.len(), 2 + 2 + 2 * 3 + 4);
+    // The other subscription got nothing but the DESTROY events.
+    only_destroy.drain();
+    assert_eq!(only_destroy.received.len(), 4);
+    assert!(
+        only_destroy
+            .received
+            .iter()
+            .all(|(kind, _)| *kind == EntryKind::Destroy)
+    );
+}
+
+#[test]
+fn a_burst_that_overflows_a_small_queue_reports_lost_events() {
+    let Some(_ns) = netns::enter("burst_overflows_queue") else {
+        return;
+    };
+    let mut events = Events::subscribe(EventGroups::ALL);
+    let queue = events.socket.set_receive_queue(4096).unwrap();
+    assert!(queue.forced, "running as root, SO_RCVBUFFORCE is allowed");
+    assert!(queue.bytes < 64 * 1024, "{queue:?}");
+    let mut socket = ConntrackSocket::open().unwrap();
+
+    // A few thousand entries, without reading a single event.
+    const BURST: u16 = 3000;
+    for port in 0..BURST {
+        let tuple = Tuple::tcp(v4(1), 10_000 + port, v4(2), 80);
+        socket
+            .create(&NewEntry::tcp(tuple, TcpState::Established, 600))
+            .unwrap();
+    }
+    assert_eq!(socket.table_size().unwrap().entries, u32::from(BURST));
+
+    let mut lost = 0;
+    let mut delivered = 0;
+    for _ in 0..10 * usize::from(BURST) {
+        let outcome = events
+            .socket
+            .receive(|event| {
+                let (kind, entry) = event.expect("event decodes");
+                assert_eq!(kind, EntryKind::New);
+                assert_eq!(entry.original.protocol, Protocol::TCP);
+            })
+            .unwrap();
+        match outcome {
+            Received::EventsLost => lost += 1,
+            Received::Messages(count) => delivered += count,
+            Received::WouldBlock => break,
+        }
+    }
+    assert!(lost >= 1, "no loss reported; {delivered} events delivered");
+    assert!(delivered < usize::from(BURST), "{delivered} delivered");
+
+    // Once the loss is reported and the queue drained, events flow again.
+    let tuple = Tuple::udp(v4(3), 5000, v4(4), 53);
+    let entry = NewEntry {
+        original: tuple,
+        reply: None,
+        tcp_state: None,
+        timeout: 60,
+        status: Status::default(),
+        mark: None,
+        zone: None,
+    };
+    socket.create(&entry).unwrap();
+    events.wait_until("the NEW event after the loss", |received| {
+        received
+            .iter()
+            .any(|(kind, entry)| *kind == EntryKind::New && entry.original == tuple)
+    });
+}
