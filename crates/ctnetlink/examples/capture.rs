@@ -147,7 +147,7 @@ impl Capture {
         // Real connections, accounting and timestamps on.
         sysctl("net.netfilter.nf_conntrack_acct", "1")?;
         sysctl("net.netfilter.nf_conntrack_timestamp", "1")?;
-        enable_tracking()?;
+        ctnetlink::tracking::enable()?;
         let localhost4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let localhost6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let tcp4 = TcpPair::open(localhost4)?;
@@ -368,30 +368,6 @@ fn run(program: &str, args: &[&str]) -> io::Result<String> {
 
 fn sysctl(key: &str, value: &str) -> io::Result<()> {
     run("sysctl", &["-q", "-w", &format!("{key}={value}")]).map(drop)
-}
-
-/// Makes the kernel track packets in this namespace: a rule that reads the conntrack state
-/// registers the conntrack hooks of both IP families.
-fn enable_tracking() -> io::Result<()> {
-    run("nft", &["add", "table", "inet", "capture"])?;
-    run(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "inet",
-            "capture",
-            "output",
-            "{ type filter hook output priority 0; }",
-        ],
-    )?;
-    run(
-        "nft",
-        &[
-            "add", "rule", "inet", "capture", "output", "ct", "state", "new", "counter",
-        ],
-    )?;
-    Ok(())
 }
 
 fn stop_monitor(mut monitor: Child) -> io::Result<String> {
