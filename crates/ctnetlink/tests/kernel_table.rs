@@ -2,7 +2,8 @@
 //! created in every TCP state are dumped exactly as created and exactly as the `conntrack`
 //! tool lists them; real TCP connections on loopback show up in the state their sockets are
 //! in; the table size, the per-CPU statistics and the not-found / already-present errors
-//! match what was done.
+//! match what was done; a dump of thousands of entries, spanning many datagrams, returns each
+//! exactly once.
 //!
 //! The tests need root (they skip loudly without it, and fail when `CI` is set) and the
 //! `ip`, `sysctl` and `conntrack` programs.
@@ -451,4 +452,41 @@ fn cpu_stats_match_conntrack_and_count_inserts() {
     }
     let inserts: u32 = stats.iter().map(|cpu| cpu.insert).sum();
     assert_eq!(inserts, 12, "{stats:#?}");
+}
+
+#[test]
+fn a_large_dump_spanning_many_datagrams_returns_every_entry_once() {
+    let Some(_ns) = netns::enter("large_dump") else {
+        return;
+    };
+    let mut socket = ConntrackSocket::open().unwrap();
+    let (src, dst) = addresses(Family::Ipv4);
+    let (src6, dst6) = addresses(Family::Ipv6);
+    const COUNT: u16 = 4000;
+    for port in 0..COUNT {
+        let tuple = if port % 2 == 0 {
+            Tuple::tcp(src, port, dst, 443)
+        } else {
+            Tuple::tcp(src6, port, dst6, 443)
+        };
+        socket
+            .create(&NewEntry::tcp(tuple, TcpState::Established, 600))
+            .unwrap();
+    }
+    assert_eq!(socket.table_size().unwrap().entries, u32::from(COUNT));
+    let entries = dump(&mut socket, None);
+    assert_eq!(entries.len(), usize::from(COUNT));
+    let mut ports: Vec<u16> = entries
+        .iter()
+        .map(|entry| entry.original.src_port().unwrap())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), usize::from(COUNT), "each entry exactly once");
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.original.src_port().unwrap() % 2
+                == u16::from(entry.family == Family::Ipv6))
+    );
 }
