@@ -13,7 +13,7 @@
 //! // ... talk to the kernel: only this test's entries are visible here.
 //! ```
 
-use std::io;
+use std::io::{self, Write};
 use std::process::Command;
 
 /// Proof that the current thread is in its own network namespace.
@@ -35,7 +35,10 @@ pub fn enter(test: &str) -> Option<Namespace> {
             if std::env::var_os("CI").is_some() {
                 panic!("{test}: needs root to create a network namespace, and CI is set: {error}");
             }
-            eprintln!(
+            // Written to the stream itself, not through `eprintln!`, which the test
+            // harness captures and hides for passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n*** SKIPPED {test}: creating a network namespace needs root ({error}); \
                  run the tests as root to exercise the kernel ***\n"
             );
