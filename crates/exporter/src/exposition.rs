@@ -159,7 +159,15 @@ impl Exposition {
             }
             self.publish_status(hosts.len());
         });
-        self.handle.render()
+        let mut text = self.handle.render();
+        if hosts.is_empty() {
+            // With no host there is no sample, and the recorder would leave the families out
+            // entirely; announce them anyway so that users and tools see what exists.
+            for (name, (_, _, help)) in self.names.iter().zip(HOST_FAMILIES) {
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n\n"));
+            }
+        }
+        text
     }
 
     fn publish_status(&self, hosts: usize) {
@@ -232,4 +240,54 @@ fn describe_self_metrics() {
         "conntrack_exporter_netlink_receive_queue_bytes",
         "Size of the kernel receive queue for connection events."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
+    use tracker::Classifier;
+
+    fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {
+        let tracker = Arc::new(Tracker::new());
+        let status = Arc::new(Status::default());
+        let idle = Duration::from_secs(300);
+        let (exposition, _) = Exposition::new(Arc::clone(&tracker), status, naming, idle);
+        (exposition, tracker)
+    }
+
+    #[test]
+    fn families_are_announced_before_any_host_exists() {
+        let (exposition, _) = exposition(Naming::Seed);
+        let text = exposition.render();
+        for (name, _, help) in HOST_FAMILIES {
+            assert!(text.contains(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n")));
+        }
+        assert!(text.contains("conntrack_exporter_build_info{version="));
+    }
+
+    #[test]
+    fn a_host_shows_all_four_families_with_zeros() {
+        let (exposition, tracker) = exposition(Naming::Plain);
+        let mut entry = Entry::new(Tuple::tcp(
+            "10.0.0.1".parse().unwrap(),
+            40000,
+            "10.0.0.9".parse().unwrap(),
+            80,
+        ));
+        entry.tcp_state = Some(TcpState::Established);
+        let classifier = Classifier::new(Vec::new());
+        tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        let text = exposition.render();
+        assert!(
+            text.contains("conntrack_open_connections{host=\"10.0.0.9\"} 1\n"),
+            "{text}"
+        );
+        for family in ["opening", "closing", "closed"] {
+            let sample = format!("conntrack_{family}_connections{{host=\"10.0.0.9\"}} 0\n");
+            assert!(text.contains(&sample), "{sample} missing from {text}");
+        }
+        assert!(!text.contains("_connections_total"));
+        assert!(text.contains("conntrack_exporter_hosts 1\n"));
+    }
 }
