@@ -12,19 +12,6 @@ use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use common::{Exporter, HostCounts, SEED_FAMILIES, address, create_tcp, show};
 use ctnetlink::{ConntrackSocket, NewEntry, Status, TcpState, Tuple};
 
-/// The states the seed counts, in the kernel's order.
-const COUNTED_STATES: [TcpState; 9] = [
-    TcpState::SynSent,
-    TcpState::SynRecv,
-    TcpState::Established,
-    TcpState::FinWait,
-    TcpState::CloseWait,
-    TcpState::LastAck,
-    TcpState::TimeWait,
-    TcpState::Close,
-    TcpState::SynSent2,
-];
-
 /// A connected pair that has exchanged a byte each way, so that closing either end sends a
 /// FIN (not a reset).
 fn connect(listener: &TcpListener) -> (TcpStream, TcpStream) {
@@ -98,7 +85,8 @@ impl Ports {
 
 /// One synthetic entry in every counted state from `src` to `dst`.
 fn every_state(ports: &mut Ports, src: &str, dst: &str) {
-    for state in COUNTED_STATES {
+    // Every named state but NONE is counted.
+    for &state in &TcpState::ALL[1..] {
         create_tcp(src, ports.next(), dst, 443, state);
     }
 }
