@@ -16,6 +16,9 @@ use crate::settings::{EventFormat, HumanDuration, Layer, ListenPath, Parsed};
 #[command(
     after_help = "Every flag has a key of the same name (with underscores) in the \
 config file; flags override the file, the file overrides the built-in defaults. \
+Keys with no flag: naming (seed | plain metric names), host_idle_timeout, \
+netlink_buffer_bytes, netlink_buffer_max_bytes; the default file \
+config/conntrack_exporter.toml documents them all. \
 Needs CAP_NET_ADMIN to read the connection tracking table."
 )]
 pub struct Args {
