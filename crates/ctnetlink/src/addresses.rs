@@ -66,11 +66,7 @@ impl AddressChanges {
     /// Subscribes to address changes, non-blocking.
     pub fn subscribe() -> Result<Self, SocketError> {
         const OPERATION: &str = "watching interface addresses";
-        let socket = mnl::Socket::open(mnl::Bus::Route)
-            .map_err(|e| SocketError::from_errno(OPERATION, e, false))?;
-        socket
-            .bind(ADDRESS_GROUPS, mnl::mnl_sys::MNL_SOCKET_AUTOPID)
-            .map_err(|e| SocketError::from_errno(OPERATION, e, false))?;
+        let socket = crate::socket::open_socket(mnl::Bus::Route, ADDRESS_GROUPS, OPERATION)?;
         let changes = AddressChanges {
             socket,
             buffer: vec![0; 8192],

@@ -57,17 +57,40 @@ pub enum Message {
 /// one. A header whose length cannot be trusted yields an error and ends the iteration, because
 /// the following messages cannot be located.
 pub fn messages(buffer: &[u8]) -> Messages<'_> {
-    Messages { rest: buffer }
+    Messages {
+        frames: Frames { rest: buffer },
+    }
 }
 
 /// Iterator returned by [`messages`].
 #[derive(Debug, Clone)]
 pub struct Messages<'a> {
-    rest: &'a [u8],
+    frames: Frames<'a>,
 }
 
 impl Iterator for Messages<'_> {
     type Item = Result<Message, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.frames.next()?.and_then(parse_message))
+    }
+}
+
+/// Splits a received buffer into whole netlink messages (header included) without decoding
+/// them. A header whose length cannot be trusted yields an error and ends the iteration.
+#[derive(Debug, Clone)]
+pub(crate) struct Frames<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Frames<'a> {
+    pub(crate) fn new(buffer: &'a [u8]) -> Self {
+        Frames { rest: buffer }
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<&'a [u8], ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -84,7 +107,7 @@ impl Iterator for Messages<'_> {
         }
         let message = &self.rest[..length];
         self.rest = self.rest.get(align(length)..).unwrap_or(&[]);
-        Some(parse_message(message))
+        Some(Ok(message))
     }
 }
 

@@ -45,9 +45,15 @@ impl AlignedBuffer {
     }
 }
 
-fn open_socket(operation: &'static str, groups: u32) -> Result<mnl::Socket, SocketError> {
-    let socket = mnl::Socket::open(mnl::Bus::Netfilter)
-        .map_err(|e| SocketError::from_errno(operation, e, false))?;
+/// Opens a netlink socket on `bus`, bound to the multicast `groups` (legacy bitmask; 0 for
+/// none) with a port id chosen by the kernel.
+pub(crate) fn open_socket(
+    bus: mnl::Bus,
+    groups: u32,
+    operation: &'static str,
+) -> Result<mnl::Socket, SocketError> {
+    let socket =
+        mnl::Socket::open(bus).map_err(|e| SocketError::from_errno(operation, e, false))?;
     socket
         .bind(groups, mnl::mnl_sys::MNL_SOCKET_AUTOPID)
         .map_err(|e| SocketError::from_errno(operation, e, false))?;
@@ -75,7 +81,7 @@ impl ConntrackSocket {
     /// Opens a request socket. Needs no privilege by itself; the requests do.
     pub fn open() -> Result<Self, SocketError> {
         Ok(ConntrackSocket {
-            socket: open_socket("opening a ctnetlink socket", 0)?,
+            socket: open_socket(mnl::Bus::Netfilter, 0, "opening a ctnetlink socket")?,
             sequence: 0,
             buffer: AlignedBuffer::new(RECEIVE_CHUNK),
         })
@@ -294,7 +300,11 @@ impl EventSocket {
     /// Subscribes to `groups`. Needs `CAP_NET_ADMIN`.
     pub fn subscribe(groups: EventGroups) -> Result<Self, SocketError> {
         Ok(EventSocket {
-            socket: open_socket("subscribing to conntrack events", groups.bits())?,
+            socket: open_socket(
+                mnl::Bus::Netfilter,
+                groups.bits(),
+                "subscribing to conntrack events",
+            )?,
             buffer: AlignedBuffer::new(RECEIVE_CHUNK),
         })
     }

@@ -31,9 +31,8 @@ use std::ptr::NonNull;
 use nftnl_sys as sys;
 
 use crate::error::ParseError;
-use crate::message::{Message, parse_message};
+use crate::message::{Frames, Message, parse_message};
 use crate::socket::AlignedBuffer;
-use crate::wire;
 
 /// Name of the `inet` table that [`enable`] creates and [`disable`] deletes.
 pub const TABLE_NAME: &str = "conntrack_exporter";
@@ -647,19 +646,8 @@ impl<'a> Answers<'a> {
             operation: self.operation,
             source,
         };
-        let mut rest = buffer;
-        while !rest.is_empty() {
-            let available = rest.len();
-            let length = rest
-                .first_chunk::<4>()
-                .map_or(available, |bytes| u32::from_ne_bytes(*bytes) as usize);
-            if length < wire::NLMSG_HDRLEN || length > available {
-                return Err(parse(ParseError::MessageFraming { length, available }));
-            }
-            let (message, tail) = rest.split_at(length);
-            rest = tail
-                .get(crate::attr::align(length) - length..)
-                .unwrap_or(&[]);
+        for message in Frames::new(buffer) {
+            let message = message.map_err(parse)?;
             let Some(sequence) = message.get(8..12).and_then(|b| b.first_chunk::<4>()) else {
                 continue;
             };
@@ -714,7 +702,7 @@ mod tests {
     fn answer(sequence: u32, errno: i32) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&36u32.to_ne_bytes());
-        bytes.extend_from_slice(&wire::NLMSG_ERROR.to_ne_bytes());
+        bytes.extend_from_slice(&crate::wire::NLMSG_ERROR.to_ne_bytes());
         bytes.extend_from_slice(&0u16.to_ne_bytes());
         bytes.extend_from_slice(&sequence.to_ne_bytes());
         bytes.extend_from_slice(&0u32.to_ne_bytes());
