@@ -51,10 +51,7 @@ fn state_name(group: Option<StateGroup>) -> Option<&'static str> {
 }
 
 fn remote_endpoint(class: &Classification) -> String {
-    match class.remote_port {
-        Some(port) => SocketAddr::new(class.labels.host, port).to_string(),
-        None => class.labels.host.to_string(),
-    }
+    endpoint(class.labels.host, class.remote_port)
 }
 
 /// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… state=opening`

@@ -159,30 +159,27 @@ impl Tracker {
     /// Counts per label set, for hosts with connections and for hosts that have had none for
     /// less than `idle_timeout`. Hosts idle for longer are forgotten. Costs one step per host.
     pub fn snapshot(&self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
-        self.lock_aggregates().snapshot(now, idle_timeout)
-    }
-
-    fn lock_aggregates(&self) -> MutexGuard<'_, Aggregates> {
-        self.aggregates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.aggregates).snapshot(now, idle_timeout)
     }
 
     /// Inserts, updates or (with `class` `None`) removes the connection of `entry`.
     fn upsert(&self, entry: &Entry, class: Option<Classification>, generation: u8) -> Change {
         let original = &entry.original;
-        let mut aggregates = self.lock_aggregates();
         match (original.src, original.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let key = Key::new(src.octets(), dst.octets(), original, entry.zone);
-                upsert_in(&self.ipv4, key, class, generation, &mut aggregates)
+                upsert_in(&self.ipv4, key, class, generation, &self.aggregates)
             }
             (src, dst) => {
                 let key = Key::new(v6_octets(src), v6_octets(dst), original, entry.zone);
-                upsert_in(&self.ipv6, key, class, generation, &mut aggregates)
+                upsert_in(&self.ipv6, key, class, generation, &self.aggregates)
             }
         }
     }
+}
+
+fn lock(aggregates: &Mutex<Aggregates>) -> MutexGuard<'_, Aggregates> {
+    aggregates.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn v6_octets(address: IpAddr) -> [u8; 16] {
@@ -197,17 +194,21 @@ fn upsert_in<const N: usize>(
     key: Key<N>,
     class: Option<Classification>,
     generation: u8,
-    aggregates: &mut Aggregates,
+    aggregates: &Mutex<Aggregates>,
 ) -> Change {
+    // Entries that are not counted (other protocols, ignored hosts) are the bulk of the
+    // events on many hosts: they take the aggregates lock only if they were counted before.
     let Some(class) = class else {
         return match map.remove(&key) {
             Some((_, gone)) => {
-                aggregates.decrement(gone.aggregate, gone.group);
+                lock(aggregates).decrement(gone.aggregate, gone.group);
                 Change::Removed
             }
             None => Change::Ignored,
         };
     };
+    // Lock order everywhere: aggregates first, then a map shard.
+    let mut aggregates = lock(aggregates);
     match map.entry(key) {
         MapEntry::Occupied(mut occupied) => {
             let connection = occupied.get_mut();
@@ -261,7 +262,7 @@ impl Resync<'_> {
     /// Drops every connection the dump did not show and reports the drift corrected.
     pub fn finish(mut self) -> ResyncOutcome {
         let tracker = self.tracker;
-        let mut aggregates = tracker.lock_aggregates();
+        let mut aggregates = lock(&tracker.aggregates);
         let mut removed = 0;
         let mut keep = |connection: &Connection| {
             if connection.generation == self.generation {
