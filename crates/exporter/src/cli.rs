@@ -132,6 +132,25 @@ mod tests {
     }
 
     #[test]
+    fn defaults_shown_in_help_are_the_built_in_ones() {
+        let defaults = crate::settings::Settings::load(None, Layer::default()).unwrap();
+        let help = Args::command().render_long_help().to_string();
+        for shown in [
+            format!("[default: {}]", defaults.bind_address),
+            format!("[default: {}]", defaults.listen_port),
+            format!("[default: {}]", defaults.listen_path.as_str()),
+            "[default: netfilter]".to_owned(),
+            format!(
+                "[default: {}s]",
+                defaults.resync_interval.unwrap().as_secs()
+            ),
+        ] {
+            assert!(help.contains(&shown), "--help shows no {shown}");
+        }
+        assert_eq!(defaults.log_events_format, EventFormat::Netfilter);
+    }
+
+    #[test]
     fn the_command_definition_is_consistent() {
         Args::command().debug_assert();
     }
