@@ -24,49 +24,49 @@ Needs CAP_NET_ADMIN to read the connection tracking table."
 pub struct Args {
     /// Config file (TOML); without it the built-in defaults apply.
     #[arg(short = 'c', long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Address of the HTTP endpoint [default: 0.0.0.0].
     #[arg(short = 'b', long, value_name = "IP")]
-    pub bind_address: Option<IpAddr>,
+    pub(crate) bind_address: Option<IpAddr>,
 
     /// Port of the HTTP endpoint [default: 9318].
     #[arg(short = 'l', long, value_name = "PORT")]
-    pub listen_port: Option<u16>,
+    pub(crate) listen_port: Option<u16>,
 
     /// Path of the metrics [default: /metrics].
     #[arg(short = 'p', long, value_name = "PATH")]
-    pub listen_path: Option<ListenPath>,
+    pub(crate) listen_path: Option<ListenPath>,
 
     /// Comma-separated remote hosts not to count: IPs, IP:port or CIDR networks.
     #[arg(short = 'i', long, value_name = "HOSTS", value_delimiter = ',')]
-    pub ignore_hosts: Option<Vec<HostPattern>>,
+    pub(crate) ignore_hosts: Option<Vec<HostPattern>>,
 
     /// Print one line per connection event to standard output.
     #[arg(short = 'e', long)]
-    pub log_events: bool,
+    pub(crate) log_events: bool,
 
     /// Format of the event lines [default: netfilter].
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
-    pub log_events_format: Option<EventFormat>,
+    pub(crate) log_events_format: Option<EventFormat>,
 
     /// Log debugging detail to standard error.
     #[arg(short = 'd', long)]
-    pub debug: bool,
+    pub(crate) debug: bool,
 
     /// Time between full re-reads of the table that correct the live view, e.g. 30s or 5m;
     /// 0 turns them off [default: 60s].
     #[arg(long, value_name = "DURATION")]
-    pub resync_interval: Option<HumanDuration>,
+    pub(crate) resync_interval: Option<HumanDuration>,
 
     /// Switch connection tracking on in this network namespace while running.
     #[arg(long)]
-    pub ensure_tracking: bool,
+    pub(crate) ensure_tracking: bool,
 }
 
 impl Args {
     /// The flags that were given, as a settings layer over the config file.
-    pub fn layer(&self) -> Layer {
+    pub(crate) fn layer(&self) -> Layer {
         Layer {
             bind_address: self.bind_address,
             listen_port: self.listen_port,

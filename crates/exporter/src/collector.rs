@@ -34,7 +34,7 @@ const BATCHES_PER_TURN: usize = 256;
 
 /// What the collector needs from the settings.
 #[derive(Debug, Clone)]
-pub struct CollectorSettings {
+pub(crate) struct CollectorSettings {
     /// Remote hosts not counted.
     pub ignore_hosts: Vec<HostPattern>,
     /// Periodic resync interval; `None`: none.
@@ -57,7 +57,7 @@ enum Reason {
 
 /// Starts the collector thread. Returns once the sockets are open and the initial dump is
 /// applied, or with the error that prevented it.
-pub fn start(
+pub(crate) fn start(
     settings: CollectorSettings,
     tracker: Arc<Tracker>,
     status: Arc<Status>,

@@ -12,18 +12,18 @@ use crate::settings::EventFormat;
 
 /// Formats event lines.
 #[derive(Debug, Clone, Copy)]
-pub struct EventLog {
+pub(crate) struct EventLog {
     format: EventFormat,
 }
 
 impl EventLog {
     /// A log in `format`.
-    pub fn new(format: EventFormat) -> EventLog {
+    pub(crate) fn new(format: EventFormat) -> EventLog {
         EventLog { format }
     }
 
     /// The line for one event (without the trailing newline).
-    pub fn line(&self, kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+    pub(crate) fn line(&self, kind: EntryKind, entry: &Entry, class: &Classification) -> String {
         match self.format {
             EventFormat::Netfilter => netfilter_line(kind, entry, class),
             EventFormat::Json => json_line(kind, entry, class),

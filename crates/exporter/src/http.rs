@@ -14,7 +14,7 @@ use crate::exposition::Exposition;
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     metrics_path: String,
     exposition: Arc<Exposition>,

@@ -34,7 +34,7 @@ impl Log for StderrLogger {
 }
 
 /// Installs the logger: info and above, or debug and above with `debug`.
-pub fn init(debug: bool) {
+pub(crate) fn init(debug: bool) {
     let _ = log::set_logger(&StderrLogger);
     log::set_max_level(if debug {
         LevelFilter::Debug

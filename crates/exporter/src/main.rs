@@ -1,141 +1,18 @@
-//! `conntrack_exporter`: a Prometheus exporter for Linux connection tracking.
-//!
-//! Start-up: settings, logging, the HTTP listener (so that a port in use fails at once),
-//! tracking switched on if asked, then the collector thread (event subscription and initial
-//! dump). Then it serves until SIGTERM or SIGINT, and undoes what it set up.
+//! `conntrack_exporter`: a Prometheus exporter for Linux connection tracking. The work is
+//! done by the library of the same name; this parses the flags and reports a failure.
 
-mod cli;
-mod collector;
-mod event_log;
-mod exposition;
-mod http;
-mod logging;
-mod settings;
-
-use std::error::Error;
-use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use log::{info, warn};
-use tracker::Tracker;
-
-use crate::cli::Args;
-use crate::collector::CollectorSettings;
-use crate::event_log::EventLog;
-use crate::exposition::{Exposition, Status};
-use crate::settings::Settings;
+use conntrack_exporter::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    match conntrack_exporter::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("conntrack_exporter: error: {error}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let settings = Settings::load(args.config.as_deref(), args.layer())?;
-    logging::init(settings.debug);
-
-    let address = SocketAddr::new(settings.bind_address, settings.listen_port);
-    let listener = TcpListener::bind(address)
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-
-    let _tracking = settings
-        .ensure_tracking
-        .then(TrackingSwitch::on)
-        .transpose()?;
-
-    let tracker = Arc::new(Tracker::new());
-    let status = Arc::new(Status::default());
-    let (exposition, counters) = Exposition::new(
-        Arc::clone(&tracker),
-        Arc::clone(&status),
-        settings.naming,
-        settings.host_idle_timeout,
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let collector = collector::start(
-        CollectorSettings {
-            ignore_hosts: settings.ignore_hosts.clone(),
-            resync_interval: settings.resync_interval,
-            netlink_buffer_bytes: settings.netlink_buffer_bytes,
-            netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes,
-            event_log: settings
-                .log_events
-                .then(|| EventLog::new(settings.log_events_format)),
-        },
-        tracker,
-        status,
-        counters,
-        Arc::clone(&stop),
-    )?;
-
-    info!(
-        "conntrack_exporter {} serving metrics at http://{address}{}",
-        env!("CARGO_PKG_VERSION"),
-        settings.listen_path.as_str()
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(http::serve(
-        listener,
-        settings.listen_path.as_str().to_owned(),
-        Arc::new(exposition),
-        shutdown_signal(),
-    ))?;
-
-    info!("stopping");
-    stop.store(true, Ordering::Relaxed);
-    if collector.join().is_err() {
-        warn!("the collector thread panicked");
-    }
-    Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop the exporter with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-}
-
-/// Connection tracking switched on for the exporter's lifetime; dropping it switches the
-/// exporter's own nftables table off again.
-struct TrackingSwitch;
-
-impl TrackingSwitch {
-    fn on() -> Result<TrackingSwitch, ctnetlink::TrackingError> {
-        ctnetlink::tracking::enable()?;
-        info!(
-            "connection tracking switched on (nftables table inet {})",
-            ctnetlink::tracking::TABLE_NAME
-        );
-        Ok(TrackingSwitch)
-    }
-}
-
-impl Drop for TrackingSwitch {
-    fn drop(&mut self) {
-        match ctnetlink::tracking::disable() {
-            Ok(()) => info!("connection tracking switch removed"),
-            Err(error) => warn!("could not remove the connection tracking switch: {error}"),
         }
     }
 }

@@ -14,11 +14,11 @@ use serde::{Deserialize, Deserializer};
 use tracker::HostPattern;
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
-pub const DEFAULT_CONFIG: &str = include_str!("../../../config/conntrack_exporter.toml");
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../config/conntrack_exporter.toml");
 
 /// Every setting, resolved.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Address of the HTTP endpoint.
     pub bind_address: IpAddr,
     /// Port of the HTTP endpoint.
@@ -50,7 +50,7 @@ pub struct Settings {
 /// Settings as written in a file or given as flags: anything may be absent.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Layer {
+pub(crate) struct Layer {
     pub bind_address: Option<IpAddr>,
     pub listen_port: Option<u16>,
     pub listen_path: Option<Parsed<ListenPath>>,
@@ -68,7 +68,7 @@ pub struct Layer {
 
 impl Layer {
     /// This layer with every value that `top` sets replaced by `top`'s.
-    pub fn overlay(self, top: Layer) -> Layer {
+    pub(crate) fn overlay(self, top: Layer) -> Layer {
         Layer {
             bind_address: top.bind_address.or(self.bind_address),
             listen_port: top.listen_port.or(self.listen_port),
@@ -89,7 +89,7 @@ impl Layer {
     }
 
     /// Parses TOML text; `origin` names it in errors.
-    pub fn parse(origin: &str, text: &str) -> Result<Layer, SettingsError> {
+    pub(crate) fn parse(origin: &str, text: &str) -> Result<Layer, SettingsError> {
         toml::from_str(text).map_err(|error| {
             let line = error
                 .span()
@@ -113,7 +113,7 @@ impl Layer {
 impl Settings {
     /// Resolves the built-in defaults overlaid by the file at `path` (if any), overlaid by
     /// `flags`.
-    pub fn load(path: Option<&Path>, flags: Layer) -> Result<Settings, SettingsError> {
+    pub(crate) fn load(path: Option<&Path>, flags: Layer) -> Result<Settings, SettingsError> {
         let defaults = Layer::parse("built-in defaults", DEFAULT_CONFIG)?;
         let file = match path {
             Some(path) => {
@@ -166,7 +166,7 @@ impl Settings {
 
 /// Why the settings could not be loaded.
 #[derive(Debug)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     /// The config file could not be read.
     Read {
         /// Its path.
@@ -226,7 +226,7 @@ impl std::error::Error for SettingsError {}
 
 /// A value read from a string through its `FromStr`, whose error becomes the config error.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Parsed<T>(pub T);
+pub(crate) struct Parsed<T>(pub T);
 
 impl<'de, T> Deserialize<'de> for Parsed<T>
 where
@@ -241,11 +241,11 @@ where
 
 /// The HTTP path of the metrics: starts with `/` and is not `/` itself (the landing page).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenPath(String);
+pub(crate) struct ListenPath(String);
 
 impl ListenPath {
     /// The path.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -265,7 +265,7 @@ impl FromStr for ListenPath {
 
 /// A duration written with a unit: `500ms`, `30s`, `5m`, `2h`, `1d`, or `0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
+pub(crate) struct HumanDuration(pub Duration);
 
 impl FromStr for HumanDuration {
     type Err = String;
@@ -301,7 +301,7 @@ impl FromStr for HumanDuration {
 /// Format of the event log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum EventFormat {
+pub(crate) enum EventFormat {
     /// One line per event as the conntrack tool prints it, plus the remote host and group.
     Netfilter,
     /// One JSON object per line.

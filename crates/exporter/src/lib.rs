@@ -1,0 +1,139 @@
+//! `conntrack_exporter`: a Prometheus exporter for Linux connection tracking.
+//!
+//! For every remote host, it publishes how many TCP connections are opening, open, closing
+//! and recently closed. The collector thread keeps a live [`tracker::Tracker`] current from
+//! one dump of the kernel's table and its NEW / UPDATE / DESTROY events; a scrape renders
+//! per-host counts through [`exposition::Exposition`] at a cost of one step per host.
+//!
+//! Start-up ([`run`]): settings, logging, the HTTP listener (so that a port in use fails at
+//! once), tracking switched on if asked, then the collector thread (event subscription and
+//! initial dump). Then it serves until SIGTERM or SIGINT, and undoes what it set up.
+//!
+//! The binary `conntrack_exporter` is a thin wrapper around [`run`]; the library exists so
+//! that the benchmarks can drive the exposition directly.
+
+mod cli;
+mod collector;
+mod event_log;
+pub mod exposition;
+mod http;
+mod logging;
+pub mod settings;
+
+use std::error::Error;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use log::{info, warn};
+use tracker::Tracker;
+
+pub use crate::cli::Args;
+use crate::collector::CollectorSettings;
+use crate::event_log::EventLog;
+use crate::exposition::{Exposition, Status};
+use crate::settings::Settings;
+
+/// Runs the exporter with the command-line `args` until SIGTERM or SIGINT. An error is one
+/// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
+/// printed as one line.
+pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
+    let settings = Settings::load(args.config.as_deref(), args.layer())?;
+    logging::init(settings.debug);
+
+    let address = SocketAddr::new(settings.bind_address, settings.listen_port);
+    let listener = TcpListener::bind(address)
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+
+    let _tracking = settings
+        .ensure_tracking
+        .then(TrackingSwitch::on)
+        .transpose()?;
+
+    let tracker = Arc::new(Tracker::new());
+    let status = Arc::new(Status::default());
+    let (exposition, counters) = Exposition::new(
+        Arc::clone(&tracker),
+        Arc::clone(&status),
+        settings.naming,
+        settings.host_idle_timeout,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = collector::start(
+        CollectorSettings {
+            ignore_hosts: settings.ignore_hosts.clone(),
+            resync_interval: settings.resync_interval,
+            netlink_buffer_bytes: settings.netlink_buffer_bytes,
+            netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes,
+            event_log: settings
+                .log_events
+                .then(|| EventLog::new(settings.log_events_format)),
+        },
+        tracker,
+        status,
+        counters,
+        Arc::clone(&stop),
+    )?;
+
+    info!(
+        "conntrack_exporter {} serving metrics at http://{address}{}",
+        env!("CARGO_PKG_VERSION"),
+        settings.listen_path.as_str()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(http::serve(
+        listener,
+        settings.listen_path.as_str().to_owned(),
+        Arc::new(exposition),
+        shutdown_signal(),
+    ))?;
+
+    info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    if collector.join().is_err() {
+        warn!("the collector thread panicked");
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the exporter with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+/// Connection tracking switched on for the exporter's lifetime; dropping it switches the
+/// exporter's own nftables table off again.
+struct TrackingSwitch;
+
+impl TrackingSwitch {
+    fn on() -> Result<TrackingSwitch, ctnetlink::TrackingError> {
+        ctnetlink::tracking::enable()?;
+        info!(
+            "connection tracking switched on (nftables table inet {})",
+            ctnetlink::tracking::TABLE_NAME
+        );
+        Ok(TrackingSwitch)
+    }
+}
+
+impl Drop for TrackingSwitch {
+    fn drop(&mut self) {
+        match ctnetlink::tracking::disable() {
+            Ok(()) => info!("connection tracking switch removed"),
+            Err(error) => warn!("could not remove the connection tracking switch: {error}"),
+        }
+    }
+}
