@@ -1,0 +1,75 @@
+//! The load: synthetic conntrack entries created through ctnetlink (no packet is sent), and
+//! what the kernel's table says about them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use ctnetlink::{ConntrackSocket, Entry, NewEntry, Protocol, TcpState, Tuple};
+use tracker::StateGroup;
+
+/// Entry `index` of round `round`, connecting to one of `hosts` remote hosts. Rounds never
+/// share a tuple. No address is local in the harness's namespace, so the exporter counts
+/// each entry under its original destination.
+pub fn entry(round: u32, index: u32, hosts: u32) -> NewEntry {
+    let host = index % hosts;
+    let src = Ipv4Addr::new(
+        10,
+        (64 + round * 4 + (index >> 16)) as u8,
+        (index >> 8) as u8,
+        index as u8,
+    );
+    let dst = Ipv4Addr::new(172, 16 + (host >> 16) as u8, (host >> 8) as u8, host as u8);
+    let state = match index % 10 {
+        0 => TcpState::SynSent,
+        1 => TcpState::TimeWait,
+        _ => TcpState::Established,
+    };
+    let tuple = Tuple::tcp(
+        IpAddr::V4(src),
+        20000 + (index % 40000) as u16,
+        IpAddr::V4(dst),
+        443,
+    );
+    NewEntry::tcp(tuple, state, 3600)
+}
+
+/// Creates entries `0..count` of `round`, one request at a time as a single client does,
+/// and returns how long it took.
+pub fn create(socket: &mut ConntrackSocket, round: u32, count: u32, hosts: u32) -> Duration {
+    let started = Instant::now();
+    for index in 0..count {
+        socket
+            .create(&entry(round, index, hosts))
+            .unwrap_or_else(|error| panic!("creating entry {index} of round {round}: {error}"));
+    }
+    started.elapsed()
+}
+
+/// Deletes every entry; returns how long it took.
+pub fn flush(socket: &mut ConntrackSocket) -> Duration {
+    let started = Instant::now();
+    socket.flush(None).expect("flushing the table");
+    started.elapsed()
+}
+
+/// The kernel's table as the exporter should report it: per original destination and
+/// state group, TCP only, non-zero counts.
+pub fn kernel_counts(socket: &mut ConntrackSocket) -> BTreeMap<(IpAddr, usize), u64> {
+    let mut counts = BTreeMap::new();
+    socket
+        .dump(None, |entry: Result<Entry, _>| {
+            let entry = entry.expect("decoding the dump");
+            if entry.original.protocol != Protocol::TCP {
+                return;
+            }
+            let group = entry.tcp_state.and_then(StateGroup::of_tcp);
+            if let Some(group) = group {
+                *counts
+                    .entry((entry.original.dst, group.index()))
+                    .or_insert(0) += 1;
+            }
+        })
+        .expect("dumping the table");
+    counts
+}
