@@ -1,0 +1,20 @@
+# Shortcuts; the scripts under scripts/ are the reference.
+
+.PHONY: run test bench bench-scale
+
+run:
+	scripts/run
+
+test:
+	scripts/test
+
+# Criterion micro-benchmarks, then the scale and burst harness (needs root).
+bench: bench-scale
+	cargo bench -p benches
+
+# The scale and burst harness alone; prints one JSON report. CHURN_SECONDS=600 for the
+# ten-minute memory stability run.
+CHURN_SECONDS ?= 60
+bench-scale:
+	cargo build --release --locked -p conntrack-exporter -p benches
+	target/release/scale --churn-seconds $(CHURN_SECONDS)
