@@ -7,6 +7,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -55,6 +56,15 @@ pub fn binary() -> &'static str {
 thread_local! {
     /// When the current test first waited for something (each test runs on its own thread).
     static FIRST_WAIT: Instant = Instant::now();
+    /// Time the current test set aside on purpose (see [`extend_budget`]).
+    static BUDGET_EXTENSION: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// Adds `spent` to the current test's [`TEST_BUDGET`]: for time it spends on purpose outside
+/// any wait (a deliberate stall of the exporter, say), which would otherwise be taken from
+/// the conditions it waits for afterwards. Tests that never call it keep the plain budget.
+pub fn extend_budget(spent: Duration) {
+    BUDGET_EXTENSION.with(|extension| extension.set(extension.get() + spent));
 }
 
 /// Polls `check` until it returns `Ok`, and returns that value. After [`DEADLINE`], or once
@@ -63,7 +73,8 @@ thread_local! {
 #[track_caller]
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     let started = Instant::now();
-    let budget_end = FIRST_WAIT.with(|first| *first + TEST_BUDGET);
+    let budget_end =
+        FIRST_WAIT.with(|first| *first + TEST_BUDGET) + BUDGET_EXTENSION.with(Cell::get);
     let deadline = (started + DEADLINE).min(budget_end);
     loop {
         match check() {
@@ -223,6 +234,16 @@ impl Exporter {
     /// The metrics page, parsed.
     pub fn scrape(&self) -> Scrape {
         Scrape::parse(&self.metrics_text())
+    }
+
+    /// Sends `signal` and returns at once, without waiting for any effect: for `SIGSTOP` and
+    /// `SIGCONT`. A stopped exporter is still ended when the guard drops (also when the test
+    /// panics meanwhile): the `SIGKILL` sent then ends a stopped process too.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill takes plain integers; `pid` is our own child, not yet reaped.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill: {}", io::Error::last_os_error());
     }
 
     /// Sends `signal` and waits (bounded) for the process to exit.
