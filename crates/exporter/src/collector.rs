@@ -233,7 +233,7 @@ impl Collector {
                 self.reload_local_addresses();
             }
             if ready[0] {
-                self.drain_events();
+                self.drain_events(BATCHES_PER_TURN);
             }
             self.run_timers();
         }
@@ -256,8 +256,9 @@ impl Collector {
         self.last_resync_end + gap
     }
 
-    fn drain_events(&mut self) {
-        for _ in 0..BATCHES_PER_TURN {
+    /// Applies queued events, reading at most `max_batches` batches.
+    fn drain_events(&mut self, max_batches: usize) {
+        for _ in 0..max_batches {
             let applier = &mut self.applier;
             match self.events.receive(|event| applier.apply_event(event)) {
                 Ok(Received::Messages(_)) => continue,
@@ -278,9 +279,9 @@ impl Collector {
         self.applier.counters.events_lost.increment(1);
         if !self.loss_pending {
             warn!(
-                "the kernel dropped conntrack events (receive queue of {} bytes full); \
-                 the table will be read again to correct the counts",
-                self.queue_bytes
+                "the kernel dropped conntrack events (receive queue of {} bytes full, as the \
+                 kernel counts it); the table will be read again to correct the counts",
+                self.status.receive_queue_bytes.load(Ordering::Relaxed)
             );
         }
         self.loss_pending = true;
@@ -338,10 +339,12 @@ impl Collector {
     /// in the receive queue and are applied afterwards, in order, so the latest word on
     /// each connection is the one that stays.
     fn resync(&mut self, reason: Reason) -> Result<(), SocketError> {
-        // Events already queued describe changes older than the dump: applying them first
-        // keeps them from being counted as drift the dump corrected.
+        // Every event already queued is older than the dump and must be applied before it,
+        // not after: after a loss, a queued NEW whose DESTROY was dropped would otherwise
+        // bring back a connection the dump rightly left out. Applying them first also keeps
+        // them from being counted as drift.
         if reason != Reason::Startup {
-            self.drain_events();
+            self.drain_events(usize::MAX);
         }
         let started = Instant::now();
         let tracker = Arc::clone(&self.applier.tracker);

@@ -261,20 +261,25 @@ impl Resync<'_> {
 
     /// Drops every connection the dump did not show and reports the drift corrected.
     pub fn finish(mut self) -> ResyncOutcome {
+        // The sweep walks every connection; it collects what to uncount and takes the
+        // aggregates lock once at the end, so that reading the counts is never held up
+        // for the length of a walk.
         let tracker = self.tracker;
-        let mut aggregates = lock(&tracker.aggregates);
-        let mut removed = 0;
+        let mut gone = Vec::new();
         let mut keep = |connection: &Connection| {
-            if connection.generation == self.generation {
-                return true;
+            let current = connection.generation == self.generation;
+            if !current {
+                gone.push((connection.aggregate, connection.group));
             }
-            aggregates.decrement(connection.aggregate, connection.group);
-            removed += 1;
-            false
+            current
         };
         tracker.ipv4.retain(|_, connection| keep(connection));
         tracker.ipv6.retain(|_, connection| keep(connection));
-        self.outcome.removed = removed;
+        let mut aggregates = lock(&tracker.aggregates);
+        for (aggregate, group) in &gone {
+            aggregates.decrement(*aggregate, *group);
+        }
+        self.outcome.removed = gone.len() as u64;
         self.outcome
     }
 }
