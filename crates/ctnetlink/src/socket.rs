@@ -19,6 +19,15 @@ use crate::wire;
 /// of up to a page or more each; 64 KiB holds any batch it sends.
 const RECEIVE_CHUNK: usize = 64 * 1024;
 
+/// Event datagrams read by one `recvmmsg` at most. The kernel sends every event in its own
+/// datagram, so reading them one `recv` at a time would cost a system call per event.
+const EVENT_BATCH: usize = 64;
+
+/// Room for one event datagram. An event message is a few hundred bytes (about 300 with
+/// IPv6 tuples, counters and timestamps); a datagram that does not fit is handed over as a
+/// parse error.
+const EVENT_DATAGRAM: usize = 8 * 1024;
+
 /// A heap buffer aligned for `nlmsghdr`, as `mnl` requires.
 pub(crate) struct AlignedBuffer {
     words: Box<[u64]>,
@@ -293,6 +302,7 @@ pub struct ReceiveQueue {
 /// A socket subscribed to conntrack events.
 pub struct EventSocket {
     socket: mnl::Socket,
+    /// [`EVENT_BATCH`] slots of [`EVENT_DATAGRAM`] bytes, one per datagram of a batch.
     buffer: AlignedBuffer,
 }
 
@@ -305,7 +315,7 @@ impl EventSocket {
                 groups.bits(),
                 "subscribing to conntrack events",
             )?,
-            buffer: AlignedBuffer::new(RECEIVE_CHUNK),
+            buffer: AlignedBuffer::new(EVENT_BATCH * EVENT_DATAGRAM),
         })
     }
 
@@ -361,14 +371,22 @@ impl EventSocket {
         })
     }
 
-    /// Reads one batch of events and hands each to `on_event`. An event that cannot be
-    /// decoded is handed over as an error; the others in the batch still arrive.
+    /// Reads the events queued now, up to 64 datagrams in one system call, and hands each to
+    /// `on_event` in arrival order. Waits for the first one unless the socket is non-blocking.
+    /// An event that cannot be decoded (or a datagram too large for the buffer) is handed
+    /// over as an error; the others in the batch still arrive.
+    ///
+    /// When the kernel reports lost events after some datagrams were read in the same call,
+    /// those datagrams are handed over and this call returns [`Received::Messages`]; the
+    /// kernel keeps the error pending on the socket and the next call returns
+    /// [`Received::EventsLost`].
     pub fn receive(
         &mut self,
         mut on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
     ) -> Result<Received, SocketError> {
+        let mut datagrams = [Datagram::default(); EVENT_BATCH];
         let received = loop {
-            match self.socket.recv_raw(self.buffer.bytes_mut()) {
+            match self.receive_batch(&mut datagrams) {
                 Ok(received) => break received,
                 Err(error) => match error.raw_os_error() {
                     Some(libc::EINTR) => continue,
@@ -381,16 +399,63 @@ impl EventSocket {
                 },
             }
         };
-        let mut count = 0;
-        for message in messages(&self.buffer.bytes()[..received]) {
-            count += 1;
-            match message {
-                Ok(Message::Entry { kind, entry }) => on_event(Ok((kind, entry))),
-                Ok(_) => {}
-                Err(error) => on_event(Err(error)),
-            }
-        }
+        let slots = self.buffer.bytes().chunks_exact(EVENT_DATAGRAM);
+        let count = slots
+            .zip(&datagrams[..received])
+            .map(|(slot, datagram)| hand_over(slot, *datagram, &mut on_event))
+            .sum();
         Ok(Received::Messages(count))
+    }
+
+    /// One `recvmmsg` into the buffer's slots: how many datagrams arrived, and each one's
+    /// size in `datagrams`.
+    fn receive_batch(&mut self, datagrams: &mut [Datagram; EVENT_BATCH]) -> io::Result<usize> {
+        let fd = self.as_raw_fd();
+        let mut vectors: [libc::iovec; EVENT_BATCH] = std::array::from_fn(|_| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        });
+        for (vector, slot) in vectors
+            .iter_mut()
+            .zip(self.buffer.bytes_mut().chunks_exact_mut(EVENT_DATAGRAM))
+        {
+            vector.iov_base = slot.as_mut_ptr().cast();
+            vector.iov_len = slot.len();
+        }
+        // SAFETY: `mmsghdr` is plain integers and pointers, for which all-zero bytes are
+        // valid (null pointers, zero lengths).
+        let mut headers: [libc::mmsghdr; EVENT_BATCH] = unsafe { std::mem::zeroed() };
+        for (header, vector) in headers.iter_mut().zip(vectors.iter_mut()) {
+            header.msg_hdr.msg_iov = vector;
+            header.msg_hdr.msg_iovlen = 1;
+        }
+        // MSG_WAITFORONE: wait for the first datagram only (when blocking), then take what
+        // is queued. MSG_TRUNC: netlink reports a datagram's full size even when it did not
+        // fit, so that a truncated one can be told apart and named.
+        let flags = libc::MSG_WAITFORONE | libc::MSG_TRUNC;
+        // SAFETY: `headers` holds EVENT_BATCH headers, each with no address, no control data
+        // and one iovec from `vectors`, which outlives the call; each iovec covers its own
+        // EVENT_DATAGRAM-byte slot of `self.buffer`, disjoint from the others and exclusively
+        // borrowed through `&mut self` for the call. The timeout pointer may be null.
+        let received = unsafe {
+            libc::recvmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                EVENT_BATCH as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        let Ok(received) = usize::try_from(received) else {
+            return Err(io::Error::last_os_error());
+        };
+        for (datagram, header) in datagrams.iter_mut().zip(&headers[..received]) {
+            *datagram = Datagram {
+                length: header.msg_len as usize,
+                truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            };
+        }
+        Ok(received)
     }
 
     fn set_option(&self, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
@@ -410,6 +475,43 @@ impl EventSocket {
             Err(io::Error::last_os_error())
         }
     }
+}
+
+/// Size of one datagram read by `recvmmsg`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Datagram {
+    /// Its full size (with `MSG_TRUNC`, also when it did not fit).
+    length: usize,
+    /// It did not fit in its slot.
+    truncated: bool,
+}
+
+/// Decodes the messages of one received datagram, whose slot is `slot`, and hands each
+/// event to `on_event`; returns how many messages it held. A truncated datagram is handed
+/// over as one error.
+fn hand_over(
+    slot: &[u8],
+    datagram: Datagram,
+    on_event: &mut impl FnMut(Result<(EntryKind, Entry), ParseError>),
+) -> usize {
+    if datagram.truncated || datagram.length > slot.len() {
+        on_event(Err(ParseError::Truncated {
+            what: "event datagram",
+            needed: datagram.length.max(slot.len() + 1),
+            available: slot.len(),
+        }));
+        return 1;
+    }
+    let mut count = 0;
+    for message in messages(&slot[..datagram.length]) {
+        count += 1;
+        match message {
+            Ok(Message::Entry { kind, entry }) => on_event(Ok((kind, entry))),
+            Ok(_) => {}
+            Err(error) => on_event(Err(error)),
+        }
+    }
+    count
 }
 
 /// Sets or clears `O_NONBLOCK` on a descriptor.
@@ -434,5 +536,86 @@ pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
 impl AsRawFd for EventSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::TcpState;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// A datagram of two NEW messages in a slot of `EVENT_DATAGRAM` bytes, and its length.
+    fn slot_with_two_events() -> (Vec<u8>, usize) {
+        let tuple = |port| {
+            let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+            Tuple::tcp(local, port, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 443)
+        };
+        let mut slot = request::create(1, &NewEntry::tcp(tuple(1000), TcpState::SynSent, 60));
+        slot.extend(request::create(
+            2,
+            &NewEntry::tcp(tuple(1001), TcpState::SynSent, 60),
+        ));
+        let length = slot.len();
+        slot.resize(EVENT_DATAGRAM, 0);
+        (slot, length)
+    }
+
+    #[test]
+    fn every_message_of_a_datagram_is_handed_over() {
+        let (slot, length) = slot_with_two_events();
+        let mut events = Vec::new();
+        let datagram = Datagram {
+            length,
+            truncated: false,
+        };
+        let count = hand_over(&slot, datagram, &mut |event| events.push(event));
+        assert_eq!(count, 2);
+        let ports: Vec<Option<u16>> = events
+            .into_iter()
+            .map(|event| event.unwrap())
+            .inspect(|(kind, _)| assert_eq!(*kind, EntryKind::New))
+            .map(|(_, entry)| entry.original.src_port())
+            .collect();
+        assert_eq!(ports, [Some(1000), Some(1001)]);
+    }
+
+    #[test]
+    fn a_truncated_datagram_is_one_parse_error() {
+        let (slot, _) = slot_with_two_events();
+        let mut events = Vec::new();
+        let truncated = Datagram {
+            length: EVENT_DATAGRAM + 100,
+            truncated: true,
+        };
+        assert_eq!(hand_over(&slot, truncated, &mut |e| events.push(e)), 1);
+        let expected = ParseError::Truncated {
+            what: "event datagram",
+            needed: EVENT_DATAGRAM + 100,
+            available: EVENT_DATAGRAM,
+        };
+        assert_eq!(events, [Err(expected)]);
+
+        // A kernel that does not report the full size still gets the datagram refused.
+        events.clear();
+        let size_unknown = Datagram {
+            length: EVENT_DATAGRAM,
+            truncated: true,
+        };
+        assert_eq!(hand_over(&slot, size_unknown, &mut |e| events.push(e)), 1);
+        assert!(matches!(
+            events[..],
+            [Err(ParseError::Truncated { needed, .. })] if needed > EVENT_DATAGRAM
+        ));
+    }
+
+    #[test]
+    fn slots_are_aligned_for_netlink_headers() {
+        let buffer = AlignedBuffer::new(EVENT_BATCH * EVENT_DATAGRAM);
+        let slots = buffer.bytes().chunks_exact(EVENT_DATAGRAM);
+        assert_eq!(slots.len(), EVENT_BATCH);
+        for slot in slots {
+            assert_eq!(slot.as_ptr() as usize % std::mem::align_of::<u64>(), 0);
+        }
     }
 }

@@ -307,3 +307,80 @@ fn a_burst_that_overflows_a_small_queue_reports_lost_events() {
             .any(|(kind, entry)| *kind == EntryKind::New && entry.original == tuple)
     });
 }
+
+#[test]
+fn events_are_read_in_batches_whole_and_in_order() {
+    let Some(_ns) = netns::enter("events_in_batches") else {
+        return;
+    };
+    let mut events = EventSocket::subscribe(EventGroups::ALL).expect("subscribe");
+    events.set_receive_queue(8 << 20).unwrap();
+    let mut socket = ConntrackSocket::open().unwrap();
+    let tuple = |port: u16| Tuple::tcp(v4(1), port, v4(2), 80);
+    let create = |socket: &mut ConntrackSocket, port| {
+        socket
+            .create(&NewEntry::tcp(tuple(port), TcpState::Established, 600))
+            .unwrap()
+    };
+
+    // A blocking read returns as soon as one event is queued; it does not wait for a full
+    // batch. Should it wait anyway, a helper thread (in the same namespace) queues more
+    // events after a while, and the checks below fail instead of the test hanging.
+    create(&mut socket, 1);
+    let (read_done, done) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || {
+        if done.recv_timeout(Duration::from_secs(3)).is_ok() {
+            return;
+        }
+        let mut socket = ConntrackSocket::open().unwrap();
+        for port in 2..200 {
+            let tuple = Tuple::tcp(v4(3), port, v4(4), 80);
+            let _ = socket.create(&NewEntry::tcp(tuple, TcpState::Established, 600));
+        }
+    });
+    let started = Instant::now();
+    let mut first = Vec::new();
+    let outcome = events
+        .receive(|event| first.push(event.expect("event decodes")))
+        .unwrap();
+    let _ = read_done.send(());
+    assert_eq!(outcome, Received::Messages(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the read waited"
+    );
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, EntryKind::New);
+    assert_eq!(first[0].1.original, tuple(1));
+    helper.join().unwrap();
+    socket.flush(None).unwrap();
+
+    // A queued burst arrives whole, in order, at up to 64 events per read.
+    events.set_nonblocking(true).unwrap();
+    while events.receive(|_| {}).unwrap() != Received::WouldBlock {}
+    const BURST: u16 = 1000;
+    for port in 1000..1000 + BURST {
+        create(&mut socket, port);
+    }
+    let mut received = Vec::new();
+    let mut reads = Vec::new();
+    loop {
+        let outcome = events
+            .receive(|event| received.push(event.expect("event decodes")))
+            .unwrap();
+        match outcome {
+            Received::Messages(count) => reads.push(count),
+            Received::WouldBlock => break,
+            Received::EventsLost => panic!("events lost"),
+        }
+    }
+    let ports: Vec<u16> = received
+        .iter()
+        .inspect(|(kind, _)| assert_eq!(*kind, EntryKind::New))
+        .map(|(_, entry)| entry.original.src_port().unwrap())
+        .collect();
+    assert_eq!(ports, (1000..1000 + BURST).collect::<Vec<_>>());
+    assert_eq!(reads.iter().sum::<usize>(), usize::from(BURST));
+    assert_eq!(reads.len(), usize::from(BURST).div_ceil(64), "{reads:?}");
+    assert!(reads.iter().all(|&count| count <= 64), "{reads:?}");
+}
