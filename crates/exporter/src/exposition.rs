@@ -5,14 +5,15 @@
 //! forgets gauges that were not written since the previous render, which is how a host that
 //! left the tracker leaves the output (the recorder has no per-series delete).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use metrics::{Counter, counter, describe_counter, describe_gauge, gauge};
+use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
-use tracker::{StateGroup, Tracker};
+use tracker::{Labels, StateGroup, Tracker};
 
 use crate::settings::Naming;
 
@@ -91,7 +92,10 @@ pub struct Exposition {
     status: Arc<Status>,
     names: [&'static str; 4],
     host_idle_timeout: Duration,
-    render_lock: Mutex<()>,
+    /// The gauges of every host in the output, kept between scrapes so that a scrape sets
+    /// values through handles instead of looking each series up by name and labels. Its
+    /// lock also serialises scrapes.
+    host_gauges: Mutex<HashMap<Labels, [Gauge; 4]>>,
 }
 
 impl Exposition {
@@ -135,27 +139,33 @@ impl Exposition {
             status,
             names,
             host_idle_timeout,
-            render_lock: Mutex::new(()),
+            host_gauges: Mutex::new(HashMap::new()),
         };
         (exposition, counters)
     }
 
     /// Publishes the current counts and renders the text exposition format.
     pub fn render(&self) -> String {
-        let _serialised = self
-            .render_lock
+        let mut host_gauges = self
+            .host_gauges
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let hosts = self
             .tracker
             .snapshot(Instant::now(), self.host_idle_timeout);
         metrics::with_local_recorder(&self.recorder, || {
+            // Hosts that left the output lose their handles; the recorder then forgets
+            // their series, which nobody sets any more.
+            let mut departed = std::mem::take(&mut *host_gauges);
             for host in &hosts {
-                let label = host.labels.host.to_string();
+                let gauges = departed.remove(&host.labels).unwrap_or_else(|| {
+                    let label = host.labels.host.to_string();
+                    self.names.map(|name| gauge!(name, "host" => label.clone()))
+                });
                 for group in StateGroup::ALL {
-                    let name = self.names[group.index()];
-                    gauge!(name, "host" => label.clone()).set(host.get(group));
+                    gauges[group.index()].set(host.get(group));
                 }
+                host_gauges.insert(host.labels, gauges);
             }
             self.publish_status(hosts.len());
         });
