@@ -29,8 +29,8 @@ const MIN_LOSS_RESYNC_GAP: Duration = Duration::from_secs(1);
 /// ...and by this many times the last dump's duration, so that an overloaded host spends at
 /// most about a tenth of its time dumping.
 const LOSS_RESYNC_GAP_FACTOR: u32 = 10;
-/// Event batches read before the loop checks its timers again.
-const BATCHES_PER_TURN: usize = 256;
+/// Event batches (of up to 64 events each) read before the loop checks its timers again.
+const BATCHES_PER_TURN: usize = 64;
 
 /// What the collector needs from the settings.
 #[derive(Debug, Clone)]
