@@ -382,11 +382,57 @@ impl EventSocket {
     /// [`Received::EventsLost`].
     pub fn receive(
         &mut self,
+        on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
+    ) -> Result<Received, SocketError> {
+        self.receive_with(0, on_event)
+    }
+
+    /// Like [`receive`](Self::receive), but never waits, even on a blocking socket:
+    /// returns [`Received::WouldBlock`] when nothing is queued.
+    pub fn receive_queued(
+        &mut self,
+        on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
+    ) -> Result<Received, SocketError> {
+        self.receive_with(libc::MSG_DONTWAIT, on_event)
+    }
+
+    /// Makes a blocking [`receive`](Self::receive) give up after `timeout` with
+    /// [`Received::WouldBlock`] (`SO_RCVTIMEO`), so that one thread can both wait for events
+    /// and keep its timers without polling the socket first.
+    pub fn set_receive_timeout(&self, timeout: std::time::Duration) -> Result<(), SocketError> {
+        let value = libc::timeval {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            tv_usec: timeout.subsec_micros().into(),
+        };
+        // SAFETY: `value` lives for the call and its size is passed.
+        let result = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const value).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if result != 0 {
+            let error = io::Error::last_os_error();
+            return Err(SocketError::from_errno(
+                "setting the event receive timeout",
+                error,
+                false,
+            ));
+        }
+        Ok(())
+    }
+
+    fn receive_with(
+        &mut self,
+        extra_flags: libc::c_int,
         mut on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
     ) -> Result<Received, SocketError> {
         let mut datagrams = [Datagram::default(); EVENT_BATCH];
         let received = loop {
-            match self.receive_batch(&mut datagrams) {
+            match self.receive_batch(&mut datagrams, extra_flags) {
                 Ok(received) => break received,
                 Err(error) => match error.raw_os_error() {
                     Some(libc::EINTR) => continue,
@@ -409,7 +455,11 @@ impl EventSocket {
 
     /// One `recvmmsg` into the buffer's slots: how many datagrams arrived, and each one's
     /// size in `datagrams`.
-    fn receive_batch(&mut self, datagrams: &mut [Datagram; EVENT_BATCH]) -> io::Result<usize> {
+    fn receive_batch(
+        &mut self,
+        datagrams: &mut [Datagram; EVENT_BATCH],
+        extra_flags: libc::c_int,
+    ) -> io::Result<usize> {
         let fd = self.as_raw_fd();
         let mut vectors: [libc::iovec; EVENT_BATCH] = std::array::from_fn(|_| libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -432,7 +482,7 @@ impl EventSocket {
         // MSG_WAITFORONE: wait for the first datagram only (when blocking), then take what
         // is queued. MSG_TRUNC: netlink reports a datagram's full size even when it did not
         // fit, so that a truncated one can be told apart and named.
-        let flags = libc::MSG_WAITFORONE | libc::MSG_TRUNC;
+        let flags = libc::MSG_WAITFORONE | libc::MSG_TRUNC | extra_flags;
         // SAFETY: `headers` holds EVENT_BATCH headers, each with no address, no control data
         // and one iovec from `vectors`, which outlives the call; each iovec covers its own
         // EVENT_DATAGRAM-byte slot of `self.buffer`, disjoint from the others and exclusively

@@ -384,3 +384,46 @@ fn events_are_read_in_batches_whole_and_in_order() {
     assert_eq!(reads.len(), usize::from(BURST).div_ceil(64), "{reads:?}");
     assert!(reads.iter().all(|&count| count <= 64), "{reads:?}");
 }
+
+#[test]
+fn a_blocking_socket_waits_at_most_its_timeout_and_queued_reads_never_wait() {
+    let Some(_ns) = netns::enter("receive_timeout") else {
+        return;
+    };
+    let mut socket = EventSocket::subscribe(EventGroups::ALL).expect("subscribe");
+    socket
+        .set_receive_timeout(Duration::from_millis(100))
+        .expect("timeout");
+    let mut received = Vec::new();
+
+    // Nothing queued: the blocking read gives up after its timeout instead of hanging, and
+    // the queued read does not wait at all.
+    let outcome = socket
+        .receive(|event| received.push(event))
+        .expect("receive");
+    assert_eq!(outcome, Received::WouldBlock);
+    let outcome = socket
+        .receive_queued(|event| received.push(event))
+        .expect("receive");
+    assert_eq!(outcome, Received::WouldBlock);
+    assert!(received.is_empty());
+
+    // Queued events are handed over by both.
+    let mut table = ConntrackSocket::open().expect("open");
+    for last in 1..=2 {
+        let tuple = Tuple::tcp(v4(last), 4000, v4(100), 80);
+        table
+            .create(&NewEntry::tcp(tuple, TcpState::Established, 60))
+            .expect("create");
+    }
+    let outcome = socket
+        .receive_queued(|event| received.push(event))
+        .expect("receive");
+    assert_eq!(outcome, Received::Messages(2));
+    assert_eq!(received.len(), 2);
+    assert!(
+        received
+            .iter()
+            .all(|event| matches!(event, Ok((EntryKind::New, _))))
+    );
+}

@@ -2,7 +2,6 @@
 //! to the tracker as they arrive, and re-dumps the table periodically and after lost events.
 
 use std::io::{self, BufWriter, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -18,7 +17,7 @@ use tracker::{Classifier, HostPattern, Tracker};
 use crate::event_log::EventLog;
 use crate::exposition::{Counters, Status};
 
-/// How often the loop wakes up without events, to check timers and the stop flag.
+/// How often the loop looks at its timers, address changes and the stop flag.
 const TICK: Duration = Duration::from_millis(250);
 /// How often the kernel table's size is read.
 const TABLE_SIZE_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,8 +28,6 @@ const MIN_LOSS_RESYNC_GAP: Duration = Duration::from_secs(1);
 /// ...and by this many times the last dump's duration, so that an overloaded host spends at
 /// most about a tenth of its time dumping.
 const LOSS_RESYNC_GAP_FACTOR: u32 = 10;
-/// Event batches (of up to 64 events each) read before the loop checks its timers again.
-const BATCHES_PER_TURN: usize = 64;
 
 /// What the collector needs from the settings.
 #[derive(Debug, Clone)]
@@ -181,7 +178,7 @@ impl Collector {
         status
             .receive_queue_bytes
             .store(queue.bytes as u64, Ordering::Relaxed);
-        events.set_nonblocking(true)?;
+        events.set_receive_timeout(TICK)?;
         let address_changes = AddressChanges::subscribe()?;
         let mut classifier = Classifier::new(settings.ignore_hosts.clone());
         classifier.set_local_addresses(addresses::local_addresses().map_err(|source| {
@@ -219,36 +216,29 @@ impl Collector {
         })
     }
 
+    /// Waits for events on the socket itself (a blocking read that gives up after [`TICK`])
+    /// rather than polling first: one system call per wake-up, which returns every event
+    /// queued by then. Timers and address changes are looked at once per tick.
     fn run(&mut self, stop: &AtomicBool) {
+        let mut next_housekeeping = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let fds = [self.events.as_raw_fd(), self.address_changes.as_raw_fd()];
-            let ready = match wait_readable(fds, self.time_to_next_timer()) {
-                Ok(ready) => ready,
+            let applier = &mut self.applier;
+            match self.events.receive(|event| applier.apply_event(event)) {
+                Ok(Received::Messages(_)) | Ok(Received::WouldBlock) => {}
+                Ok(Received::EventsLost) => self.events_lost(),
                 Err(error) => {
-                    warn!("waiting for netlink sockets failed: {error}");
-                    [true, true]
+                    warn!("reading conntrack events failed: {error}");
+                    std::thread::sleep(TICK);
                 }
-            };
-            if ready[1] {
+            }
+            self.applier.flush_log();
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                next_housekeeping = now + TICK;
                 self.reload_local_addresses();
+                self.run_timers();
             }
-            if ready[0] {
-                self.drain_events(BATCHES_PER_TURN);
-            }
-            self.run_timers();
         }
-    }
-
-    fn time_to_next_timer(&self) -> Duration {
-        let now = Instant::now();
-        let mut next = now + TICK;
-        if let Some(periodic) = self.next_periodic {
-            next = next.min(periodic);
-        }
-        if self.loss_pending {
-            next = next.min(self.loss_resync_due());
-        }
-        next.saturating_duration_since(now)
     }
 
     fn loss_resync_due(&self) -> Instant {
@@ -256,11 +246,14 @@ impl Collector {
         self.last_resync_end + gap
     }
 
-    /// Applies queued events, reading at most `max_batches` batches.
-    fn drain_events(&mut self, max_batches: usize) {
-        for _ in 0..max_batches {
+    /// Applies every event queued now, without waiting for more.
+    fn drain_queued_events(&mut self) {
+        loop {
             let applier = &mut self.applier;
-            match self.events.receive(|event| applier.apply_event(event)) {
+            match self
+                .events
+                .receive_queued(|event| applier.apply_event(event))
+            {
                 Ok(Received::Messages(_)) => continue,
                 Ok(Received::WouldBlock) => break,
                 Ok(Received::EventsLost) => self.events_lost(),
@@ -344,7 +337,7 @@ impl Collector {
         // bring back a connection the dump rightly left out. Applying them first also keeps
         // them from being counted as drift.
         if reason != Reason::Startup {
-            self.drain_events(usize::MAX);
+            self.drain_queued_events();
         }
         let started = Instant::now();
         let tracker = Arc::clone(&self.applier.tracker);
@@ -440,24 +433,4 @@ impl Collector {
             Err(error) => warn!("listing interface addresses failed: {error}"),
         }
     }
-}
-
-/// Waits until one of `fds` is readable or `timeout` passes; says which are readable.
-fn wait_readable(fds: [RawFd; 2], timeout: Duration) -> io::Result<[bool; 2]> {
-    let mut polled = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let timeout_ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `polled` is a valid array of two pollfd for the duration of the call.
-    let result = unsafe { libc::poll(polled.as_mut_ptr(), 2, timeout_ms) };
-    if result < 0 {
-        let error = io::Error::last_os_error();
-        if error.kind() == io::ErrorKind::Interrupted {
-            return Ok([false, false]);
-        }
-        return Err(error);
-    }
-    Ok(polled.map(|p| p.revents != 0))
 }
