@@ -36,6 +36,7 @@ struct Options {
     entries: u32,
     scale_entries: u32,
     churn_seconds: u64,
+    phases: Vec<String>,
 }
 
 impl Options {
@@ -50,6 +51,7 @@ impl Options {
             entries: 100_000,
             scale_entries: 250_000,
             churn_seconds: 60,
+            phases: vec!["burst".into(), "scale".into(), "churn".into()],
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         for pair in args.chunks(2) {
@@ -63,9 +65,10 @@ impl Options {
                 "--churn-seconds" => {
                     options.churn_seconds = value.parse().expect("--churn-seconds S")
                 }
+                "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
                 other => panic!(
                     "unknown option {other}; known: --exporter PATH, --entries N, \
-                     --scale-entries N, --churn-seconds S"
+                     --scale-entries N, --churn-seconds S, --phases burst,scale,churn"
                 ),
             }
         }
@@ -88,38 +91,22 @@ fn main() {
         next_port: 19318,
     };
 
-    let burst = harness.burst_exporter("", "default settings");
-    let floor = harness.burst_floor_reader();
-    let conntrack_events = harness.burst_conntrack_tool();
-    let small_queue = harness.burst_exporter(
-        "netlink_buffer_bytes = 262144\nnetlink_buffer_max_bytes = 262144\nresync_interval = \"0\"\n",
-        "a 256 KiB queue that may not grow: events are lost, the resync repairs",
+    let mut report = serde_json::Map::new();
+    report.insert(
+        "machine".into(),
+        json!({ "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()) }),
     );
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    let cpu_ratio = ratio(
-        burst["cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
-        floor["cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
-    );
-    let scale = harness.scale();
-    let churn = harness.churn();
-
-    let report = json!({
-        "machine": { "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()) },
-        "burst": {
-            "workload": format!("create {n}, flush, create {n} other entries over 1000 hosts", n = options.entries),
-            "exporter": burst,
-            "floor_reader": floor,
-            "exporter_cpu_per_event_vs_floor_reader": cpu_ratio,
-            "conntrack_tool_events": conntrack_events,
-            "exporter_small_queue": small_queue,
-        },
-        "scale": scale,
-        "churn": churn,
-    });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
+    for phase in &options.phases {
+        let result = match phase.as_str() {
+            "burst" => harness.bursts(),
+            "scale" => harness.scale(),
+            "churn" => harness.churn(),
+            other => panic!("unknown phase {other}; known: burst, scale, churn"),
+        };
+        report.insert(phase.clone(), result);
+    }
+    let report = serde_json::to_string_pretty(&Value::Object(report)).unwrap_or_default();
+    println!("{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -131,6 +118,31 @@ struct Harness<'a> {
 }
 
 impl Harness<'_> {
+    /// The burst against the exporter, the floor reader and `conntrack -E`, and against the
+    /// exporter again with a queue too small for it.
+    fn bursts(&mut self) -> Value {
+        let exporter = self.burst_exporter("", "default settings");
+        let floor = self.burst_floor_reader();
+        let conntrack_events = self.burst_conntrack_tool();
+        let small_queue = self.burst_exporter(
+            "netlink_buffer_bytes = 262144\nnetlink_buffer_max_bytes = 262144\n\
+             resync_interval = \"0\"\n",
+            "a 256 KiB queue that may not grow: events are lost, the resync repairs",
+        );
+        let per_event = |run: &Value| run["cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN);
+        json!({
+            "workload": format!(
+                "create {n}, flush, create {n} other entries over 1000 hosts",
+                n = self.options.entries
+            ),
+            "exporter_cpu_per_event_vs_floor_reader": per_event(&exporter) / per_event(&floor),
+            "exporter": exporter,
+            "floor_reader": floor,
+            "conntrack_tool_events": conntrack_events,
+            "exporter_small_queue": small_queue,
+        })
+    }
+
     fn start_exporter(&mut self, config: &str) -> Exporter {
         self.next_port += 1;
         Exporter::start(&self.options.exporter, self.dir, self.next_port, config)

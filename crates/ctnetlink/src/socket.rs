@@ -21,7 +21,7 @@ const RECEIVE_CHUNK: usize = 64 * 1024;
 
 /// Event datagrams read by one `recvmmsg` at most. The kernel sends every event in its own
 /// datagram, so reading them one `recv` at a time would cost a system call per event.
-const EVENT_BATCH: usize = 64;
+const EVENT_BATCH: usize = EventSocket::BATCH;
 
 /// Room for one event datagram. An event message is a few hundred bytes (about 300 with
 /// IPv6 tuples, counters and timestamps); a datagram that does not fit is handed over as a
@@ -307,6 +307,10 @@ pub struct EventSocket {
 }
 
 impl EventSocket {
+    /// The most events one [`receive`](Self::receive) hands over: fewer means the queue was
+    /// emptied.
+    pub const BATCH: usize = 64;
+
     /// Subscribes to `groups`. Needs `CAP_NET_ADMIN`.
     pub fn subscribe(groups: EventGroups) -> Result<Self, SocketError> {
         Ok(EventSocket {

@@ -17,6 +17,10 @@ use tracker::{Classifier, HostPattern, Tracker};
 use crate::event_log::EventLog;
 use crate::exposition::{Counters, Status};
 
+/// While events stream in, the pause after a read that emptied the queue, so that the next
+/// wake-up finds many events instead of one: waking the thread costs the kernel more than
+/// handing over a lone event. At most this much delay is added to any event.
+const STREAM_PAUSE: Duration = Duration::from_millis(1);
 /// How often the loop looks at its timers, address changes and the stop flag.
 const TICK: Duration = Duration::from_millis(250);
 /// How often the kernel table's size is read.
@@ -224,6 +228,9 @@ impl Collector {
         while !stop.load(Ordering::Relaxed) {
             let applier = &mut self.applier;
             match self.events.receive(|event| applier.apply_event(event)) {
+                Ok(Received::Messages(count)) if count < EventSocket::BATCH => {
+                    std::thread::sleep(STREAM_PAUSE)
+                }
                 Ok(Received::Messages(_)) | Ok(Received::WouldBlock) => {}
                 Ok(Received::EventsLost) => self.events_lost(),
                 Err(error) => {
