@@ -28,31 +28,10 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use benches::fixture;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ctnetlink::{Entry, EntryKind, Message, messages};
 use tracker::{Classifier, StateGroup, Tracker};
-
-/// The messages of a fixture file: one hex-encoded netlink message per non-comment line.
-fn fixture(text: &str) -> Vec<Vec<u8>> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex fixture"))
-                .collect()
-        })
-        .collect()
-}
-
-macro_rules! fixture {
-    ($name:literal) => {
-        fixture(include_str!(concat!(
-            "../crates/ctnetlink/tests/fixtures/",
-            $name
-        )))
-    };
-}
 
 /// Remote hosts of the large table; the last [`IPV6_HOSTS`] of them are IPv6.
 const HOSTS: u32 = 1_000;

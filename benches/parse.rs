@@ -11,30 +11,9 @@
 
 use std::hint::black_box;
 
+use benches::fixture;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ctnetlink::{Message, messages};
-
-/// The messages of a fixture file: one hex-encoded netlink message per non-comment line.
-fn fixture(text: &str) -> Vec<Vec<u8>> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex fixture"))
-                .collect()
-        })
-        .collect()
-}
-
-macro_rules! fixture {
-    ($name:literal) => {
-        fixture(include_str!(concat!(
-            "../crates/ctnetlink/tests/fixtures/",
-            $name
-        )))
-    };
-}
 
 /// The datagrams of the mix, and how many netlink messages they hold in all.
 fn workload() -> (Vec<Vec<u8>>, u64) {

@@ -24,18 +24,6 @@ use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
 
 /// Remote hosts the synthetic entries go to: the first half IPv4, the rest IPv6.
 const HOSTS: u32 = 32;
-/// The counted TCP states (every named one but NONE), used in turn.
-const STATES: [TcpState; 9] = [
-    TcpState::SynSent,
-    TcpState::SynRecv,
-    TcpState::Established,
-    TcpState::FinWait,
-    TcpState::CloseWait,
-    TcpState::LastAck,
-    TcpState::TimeWait,
-    TcpState::Close,
-    TcpState::SynSent2,
-];
 /// Entries the burst tests create.
 const BURST: u32 = 4000;
 /// Every this many of them is deleted again: coprime to [`HOSTS`] and to the number of
@@ -74,7 +62,9 @@ fn tuple(n: u32) -> Tuple {
 
 /// The state of synthetic entry `n`: every host gets every state, as 9 and 32 are coprime.
 fn state(n: u32) -> TcpState {
-    STATES[(n % STATES.len() as u32) as usize]
+    // The counted TCP states: every named one but NONE, in turn.
+    let counted = &TcpState::ALL[1..];
+    counted[(n % counted.len() as u32) as usize]
 }
 
 /// Creates and deletes synthetic entries through one ctnetlink socket, as fast as the
