@@ -7,7 +7,6 @@
 //! Usage (as root, after `cargo build --release -p conntrack-exporter -p benches`):
 //! `target/release/scale [--entries N] [--churn-seconds S]`
 
-mod process;
 mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -20,13 +19,18 @@ use std::time::{Duration, Instant};
 use ctnetlink::ConntrackSocket;
 use serde_json::{Value, json};
 
-use crate::process::{Exporter, Process};
+use testkit::{
+    Exporter, ExporterCommand, Process, SEED_FAMILIES, Scrape, TempDir, with_connections,
+};
+
 use crate::workload::{create, flush, kernel_counts};
 
 /// The queue size the exporter uses by default, given to the floor reader too.
 const DEFAULT_QUEUE: usize = 32 << 20;
 /// How long the numbers may take to settle after a workload.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the exporter may take to answer after it starts (with a large table in place).
+const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 /// Scrapes timed per table size.
 const SCRAPES: usize = 200;
 
@@ -78,11 +82,10 @@ impl Options {
 
 fn main() {
     let options = Options::parse();
-    let Some(_namespace) = netns::enter("the scale harness") else {
+    let Some(_namespace) = testkit::enter("the scale harness") else {
         panic!("the scale harness needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)");
     };
-    let dir = std::env::temp_dir().join(format!("conntrack-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("creating a scratch folder");
+    let dir = TempDir::new("scale");
     let mut socket = ConntrackSocket::open().expect("opening a ctnetlink socket");
     let mut harness = Harness {
         options: &options,
@@ -107,12 +110,11 @@ fn main() {
     }
     let report = serde_json::to_string_pretty(&Value::Object(report)).unwrap_or_default();
     println!("{report}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 struct Harness<'a> {
     options: &'a Options,
-    dir: &'a Path,
+    dir: &'a TempDir,
     socket: &'a mut ConntrackSocket,
     next_port: u16,
 }
@@ -145,7 +147,16 @@ impl Harness<'_> {
 
     fn start_exporter(&mut self, config: &str) -> Exporter {
         self.next_port += 1;
-        Exporter::start(&self.options.exporter, self.dir, self.next_port, config)
+        let port = self.next_port;
+        let config = self.dir.write(&format!("exporter-{port}.toml"), config);
+        ExporterCommand::new(&self.options.exporter)
+            .port(port)
+            .arg("--config")
+            .arg(config)
+            .args(["--bind-address", "127.0.0.1"])
+            .track_own_port()
+            .ready_within(STARTUP_DEADLINE)
+            .start()
     }
 
     /// Creates `entries`, flushes, creates `entries` others: 3 × `entries` events.
@@ -177,10 +188,10 @@ impl Harness<'_> {
             "settings": settings,
             "workload": workload,
             "events_applied": events,
-            "events_lost_overruns": scrape.value("conntrack_exporter_events_lost_total"),
-            "resyncs_after_loss": scrape.value("conntrack_exporter_resyncs_total{reason=\"events_lost\"}"),
-            "resync_corrected_entries_total": scrape.value("conntrack_exporter_resync_corrected_entries_total"),
-            "receive_queue_bytes": scrape.value("conntrack_exporter_netlink_receive_queue_bytes"),
+            "events_lost_overruns": value(&scrape, "conntrack_exporter_events_lost_total", &[]),
+            "resyncs_after_loss": value(&scrape, "conntrack_exporter_resyncs_total", &[("reason", "events_lost")]),
+            "resync_corrected_entries_total": value(&scrape, "conntrack_exporter_resync_corrected_entries_total", &[]),
+            "receive_queue_bytes": value(&scrape, "conntrack_exporter_netlink_receive_queue_bytes", &[]),
             "exact": settled.is_some(),
             "seconds_to_exact_after_workload": settled.map(|d| d.as_secs_f64()),
             "cpu_seconds": cpu as f64 / 1e9,
@@ -192,13 +203,17 @@ impl Harness<'_> {
     /// they do not within the deadline.
     fn settle(&mut self, exporter: &Exporter) -> Option<Duration> {
         let started = Instant::now();
-        while started.elapsed() < SETTLE_DEADLINE {
-            if exporter.scrape().host_counts() == kernel_counts(self.socket) {
-                return Some(started.elapsed());
+        let socket = &mut *self.socket;
+        testkit::poll_until(started + SETTLE_DEADLINE, || {
+            // Hosts whose connections are all gone stay on the page with zeros for a while.
+            let scraped = with_connections(exporter.scrape().host_counts(SEED_FAMILIES)?);
+            if scraped == kernel_counts(socket) {
+                Ok(started.elapsed())
+            } else {
+                Err("not yet".into())
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
+        })
+        .ok()
     }
 
     /// The same burst with only the floor reader listening.
@@ -300,22 +315,27 @@ impl Harness<'_> {
             .expect("dumping the large table");
         let kernel_dump = dumped.elapsed().as_secs_f64();
         let exporter = self.start_exporter("resync_interval = \"1s\"\n");
-        let startup_dump = exporter
-            .scrape()
-            .value("conntrack_exporter_resync_duration_seconds");
+        let startup_dump = value(
+            &exporter.scrape(),
+            "conntrack_exporter_resync_duration_seconds",
+            &[],
+        );
         let mut slowest = Duration::ZERO;
         let started = Instant::now();
-        while exporter
-            .scrape()
-            .value("conntrack_exporter_resyncs_total{reason=\"periodic\"}")
-            < 3.0
+        while value(
+            &exporter.scrape(),
+            "conntrack_exporter_resyncs_total",
+            &[("reason", "periodic")],
+        ) < 3.0
             && started.elapsed() < Duration::from_secs(30)
         {
             slowest = slowest.max(exporter.time_scrape());
         }
-        let resync = exporter
-            .scrape()
-            .value("conntrack_exporter_resync_duration_seconds");
+        let resync = value(
+            &exporter.scrape(),
+            "conntrack_exporter_resync_duration_seconds",
+            &[],
+        );
         let p50_10k = many_hosts["p50_ms"].as_f64().unwrap_or(f64::NAN);
 
         json!({
@@ -385,7 +405,7 @@ impl Harness<'_> {
             "rss_samples_bytes": samples,
             "rss_last_vs_first_sample_after_warmup": *samples.last().unwrap_or(&0) as f64 / first as f64,
             "exact_afterwards": exact,
-            "events_lost_overruns": exporter.scrape().value("conntrack_exporter_events_lost_total"),
+            "events_lost_overruns": value(&exporter.scrape(), "conntrack_exporter_events_lost_total", &[]),
         })
     }
 }
@@ -397,6 +417,11 @@ fn create_range(socket: &mut ConntrackSocket, round: u32, from: u32, to: u32, ho
             .create(&workload::entry(round, index, hosts))
             .unwrap_or_else(|error| panic!("creating entry {index}: {error}"));
     }
+}
+
+/// A sample's value; 0 when absent (a counter not yet incremented may be absent).
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape.value(name, labels).unwrap_or(0.0)
 }
 
 /// p50 and p99 of [`SCRAPES`] scrapes, in milliseconds.

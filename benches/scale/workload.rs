@@ -1,12 +1,11 @@
 //! The load: synthetic conntrack entries created through ctnetlink (no packet is sent), and
 //! what the kernel's table says about them.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use ctnetlink::{ConntrackSocket, Entry, NewEntry, Protocol, TcpState, Tuple};
-use tracker::StateGroup;
+use testkit::{HostCounts, TableEntry, host_counts, local_addresses};
 
 /// Entry `index` of round `round`, connecting to one of `hosts` remote hosts. Rounds never
 /// share a tuple. No address is local in the harness's namespace, so the exporter counts
@@ -53,23 +52,25 @@ pub fn flush(socket: &mut ConntrackSocket) -> Duration {
     started.elapsed()
 }
 
-/// The kernel's table as the exporter should report it: per original destination and
-/// state group, TCP only, non-zero counts.
-pub fn kernel_counts(socket: &mut ConntrackSocket) -> BTreeMap<(IpAddr, usize), u64> {
-    let mut counts = BTreeMap::new();
+/// What the exporter should show for the kernel's table, read through a dump (at the
+/// harness's table sizes much faster than the `conntrack` tool).
+pub fn kernel_counts(socket: &mut ConntrackSocket) -> HostCounts {
+    let mut entries = Vec::new();
     socket
         .dump(None, |entry: Result<Entry, _>| {
             let entry = entry.expect("decoding the dump");
-            if entry.original.protocol != Protocol::TCP {
-                return;
-            }
-            let group = entry.tcp_state.and_then(StateGroup::of_tcp);
-            if let Some(group) = group {
-                *counts
-                    .entry((entry.original.dst, group.index()))
-                    .or_insert(0) += 1;
+            if entry.original.protocol == Protocol::TCP {
+                entries.push(TableEntry {
+                    state: entry
+                        .tcp_state
+                        .map(TcpState::name)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    original: (entry.original.src, entry.original.dst),
+                    reply: entry.reply.map(|reply| (reply.src, reply.dst)),
+                });
             }
         })
         .expect("dumping the table");
-    counts
+    host_counts(&entries, &local_addresses())
 }

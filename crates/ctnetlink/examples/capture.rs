@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| "crates/ctnetlink/tests/fixtures".into()),
     );
     std::fs::create_dir_all(&output)?;
-    let Some(_namespace) = netns::enter("capture") else {
+    let Some(_namespace) = testkit::enter("capture") else {
         return Err("the capture needs root for its private network namespace".into());
     };
     let mut capture = Capture::new(output)?;
@@ -363,7 +363,7 @@ fn readable(socket: &mnl::Socket, timeout_ms: i32) -> io::Result<bool> {
 }
 
 fn run(program: &str, args: &[&str]) -> io::Result<String> {
-    netns::run(program, args)
+    testkit::run(program, args)
 }
 
 fn sysctl(key: &str, value: &str) -> io::Result<()> {

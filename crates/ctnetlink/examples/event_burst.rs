@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let entries: u32 = args.next().map_or(Ok(100_000), |a| a.parse())?;
     let rounds: u32 = args.next().map_or(Ok(3), |a| a.parse())?;
-    let Some(_namespace) = netns::enter("event_burst") else {
+    let Some(_namespace) = testkit::enter("event_burst") else {
         return Err("the measurement needs root for its private network namespace".into());
     };
     let mut events = EventSocket::subscribe(EventGroups::ALL)?;

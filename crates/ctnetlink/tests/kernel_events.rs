@@ -103,7 +103,7 @@ fn connect(address: IpAddr) -> (Tuple, TcpStream, TcpStream) {
 
 #[test]
 fn new_update_and_destroy_arrive_with_the_right_tuples() {
-    let Some(_ns) = netns::enter("new_update_and_destroy") else {
+    let Some(_ns) = testkit::enter("new_update_and_destroy") else {
         return;
     };
     tracking::enable().expect("switch tracking on");
@@ -153,12 +153,12 @@ fn new_update_and_destroy_arrive_with_the_right_tuples() {
     }
 
     // A changed mark: UPDATE.
-    netns::run(
+    testkit::run(
         "conntrack",
         &["-U", "-p", "tcp", "-s", "192.0.2.1", "-m", "42"],
     )
     .unwrap();
-    netns::run(
+    testkit::run(
         "conntrack",
         &["-U", "-p", "udp", "-s", "2001:db8::1", "-m", "43"],
     )
@@ -250,7 +250,7 @@ fn new_update_and_destroy_arrive_with_the_right_tuples() {
 
 #[test]
 fn a_burst_that_overflows_a_small_queue_reports_lost_events() {
-    let Some(_ns) = netns::enter("burst_overflows_queue") else {
+    let Some(_ns) = testkit::enter("burst_overflows_queue") else {
         return;
     };
     let mut events = Events::subscribe(EventGroups::ALL);
@@ -310,7 +310,7 @@ fn a_burst_that_overflows_a_small_queue_reports_lost_events() {
 
 #[test]
 fn events_are_read_in_batches_whole_and_in_order() {
-    let Some(_ns) = netns::enter("events_in_batches") else {
+    let Some(_ns) = testkit::enter("events_in_batches") else {
         return;
     };
     let mut events = EventSocket::subscribe(EventGroups::ALL).expect("subscribe");
@@ -387,7 +387,7 @@ fn events_are_read_in_batches_whole_and_in_order() {
 
 #[test]
 fn a_blocking_socket_waits_at_most_its_timeout_and_queued_reads_never_wait() {
-    let Some(_ns) = netns::enter("receive_timeout") else {
+    let Some(_ns) = testkit::enter("receive_timeout") else {
         return;
     };
     let mut socket = EventSocket::subscribe(EventGroups::ALL).expect("subscribe");

@@ -72,7 +72,7 @@ fn assert_permission_denied<T: std::fmt::Debug>(result: Result<T, SocketError>, 
 
 #[test]
 fn without_cap_net_admin_every_request_is_permission_denied() {
-    let Some(_ns) = netns::enter("without_cap_net_admin") else {
+    let Some(_ns) = testkit::enter("without_cap_net_admin") else {
         return;
     };
     let mut privileged = ConntrackSocket::open().unwrap();

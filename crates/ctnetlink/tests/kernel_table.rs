@@ -57,7 +57,7 @@ struct Listed {
 }
 
 fn conntrack_list() -> Vec<Listed> {
-    let output = netns::run("conntrack", &["-L", "-o", "extended"]).expect("conntrack -L");
+    let output = testkit::run("conntrack", &["-L", "-o", "extended"]).expect("conntrack -L");
     output.lines().map(parse_listed).collect()
 }
 
@@ -125,7 +125,7 @@ fn addresses(family: Family) -> (IpAddr, IpAddr) {
 
 #[test]
 fn entries_in_every_tcp_state_dump_as_created_and_as_conntrack_lists_them() {
-    let Some(_ns) = netns::enter("entries_in_every_tcp_state") else {
+    let Some(_ns) = testkit::enter("entries_in_every_tcp_state") else {
         return;
     };
     let mut socket = ConntrackSocket::open().unwrap();
@@ -270,12 +270,12 @@ fn tuple_of(client: &TcpStream) -> Tuple {
 
 #[test]
 fn real_tcp_connections_on_loopback_appear_in_their_states() {
-    let Some(_ns) = netns::enter("real_tcp_connections") else {
+    let Some(_ns) = testkit::enter("real_tcp_connections") else {
         return;
     };
     for (key, value) in [("acct", "1"), ("timestamp", "1")] {
         let setting = format!("net.netfilter.nf_conntrack_{key}={value}");
-        netns::run("sysctl", &["-q", "-w", &setting]).unwrap();
+        testkit::run("sysctl", &["-q", "-w", &setting]).unwrap();
     }
     tracking::enable().expect("switch tracking on");
     let mut socket = ConntrackSocket::open().unwrap();
@@ -338,7 +338,7 @@ fn real_tcp_connections_on_loopback_appear_in_their_states() {
 
 #[test]
 fn table_size_counts_what_was_created_and_deleted() {
-    let Some(_ns) = netns::enter("table_size_counts") else {
+    let Some(_ns) = testkit::enter("table_size_counts") else {
         return;
     };
     let mut socket = ConntrackSocket::open().unwrap();
@@ -407,7 +407,7 @@ fn table_size_counts_what_was_created_and_deleted() {
 
 /// `conntrack -S`: `cpu=0 found=0 invalid=0 insert=2 insert_failed=0 ...`.
 fn conntrack_stats() -> Vec<HashMap<String, u32>> {
-    let output = netns::run("conntrack", &["-S"]).expect("conntrack -S");
+    let output = testkit::run("conntrack", &["-S"]).expect("conntrack -S");
     output
         .lines()
         .map(|line| {
@@ -423,7 +423,7 @@ fn conntrack_stats() -> Vec<HashMap<String, u32>> {
 
 #[test]
 fn cpu_stats_match_conntrack_and_count_inserts() {
-    let Some(_ns) = netns::enter("cpu_stats_match") else {
+    let Some(_ns) = testkit::enter("cpu_stats_match") else {
         return;
     };
     let mut socket = ConntrackSocket::open().unwrap();
@@ -456,7 +456,7 @@ fn cpu_stats_match_conntrack_and_count_inserts() {
 
 #[test]
 fn a_large_dump_spanning_many_datagrams_returns_every_entry_once() {
-    let Some(_ns) = netns::enter("large_dump") else {
+    let Some(_ns) = testkit::enter("large_dump") else {
         return;
     };
     let mut socket = ConntrackSocket::open().unwrap();

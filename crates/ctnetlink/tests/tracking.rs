@@ -41,7 +41,7 @@ fn tracked(address: IpAddr, port: u16) -> (u64, usize) {
 }
 
 fn nft(args: &[&str]) -> String {
-    netns::run("nft", args).unwrap()
+    testkit::run("nft", args).unwrap()
 }
 
 /// Occurrences of `needle` in `haystack`.
@@ -51,7 +51,7 @@ fn count(haystack: &str, needle: &str) -> usize {
 
 #[test]
 fn connections_are_tracked_only_once_enabled() {
-    let Some(_namespace) = netns::enter("connections_are_tracked_only_once_enabled") else {
+    let Some(_namespace) = testkit::enter("connections_are_tracked_only_once_enabled") else {
         return;
     };
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -71,7 +71,7 @@ fn connections_are_tracked_only_once_enabled() {
 
 #[test]
 fn tracking_stops_once_disabled() {
-    let Some(_namespace) = netns::enter("tracking_stops_once_disabled") else {
+    let Some(_namespace) = testkit::enter("tracking_stops_once_disabled") else {
         return;
     };
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -94,7 +94,7 @@ fn tracking_stops_once_disabled() {
 
 #[test]
 fn enabling_twice_leaves_one_rule() {
-    let Some(_namespace) = netns::enter("enabling_twice_leaves_one_rule") else {
+    let Some(_namespace) = testkit::enter("enabling_twice_leaves_one_rule") else {
         return;
     };
     tracking::enable().unwrap();
@@ -133,7 +133,7 @@ fn enabling_twice_leaves_one_rule() {
 
 #[test]
 fn other_tables_are_left_alone() {
-    let Some(_namespace) = netns::enter("other_tables_are_left_alone") else {
+    let Some(_namespace) = testkit::enter("other_tables_are_left_alone") else {
         return;
     };
     nft(&["add", "table", "inet", "other_table"]);
@@ -173,7 +173,7 @@ fn other_tables_are_left_alone() {
 
 #[test]
 fn disabling_an_empty_ruleset_succeeds() {
-    let Some(_namespace) = netns::enter("disabling_an_empty_ruleset_succeeds") else {
+    let Some(_namespace) = testkit::enter("disabling_an_empty_ruleset_succeeds") else {
         return;
     };
     tracking::disable().unwrap();

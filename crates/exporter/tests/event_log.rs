@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::{Exporter, create_tcp, delete, eventually};
+use common::{create_tcp, delete, start_exporter};
 use ctnetlink::TcpState;
 use serde_json::Value;
+use testkit::{Exporter, eventually};
 
 /// Every line the exporter printed so far, each parsed as a JSON object.
 fn json_lines(exporter: &Exporter) -> Vec<Value> {
@@ -37,10 +38,10 @@ fn wait_for_event(exporter: &Exporter, kind: &str, remote: &str) -> Value {
 
 #[test]
 fn json_event_lines_name_remote_host_and_state() {
-    let Some(_namespace) = netns::enter("json_event_lines_name_remote_host_and_state") else {
+    let Some(_namespace) = testkit::enter("json_event_lines_name_remote_host_and_state") else {
         return;
     };
-    let exporter = Exporter::start(&["--log-events", "-f", "json"]);
+    let exporter = start_exporter(&["--log-events", "-f", "json"]);
     let v4 = create_tcp(
         "192.0.2.30",
         40000,

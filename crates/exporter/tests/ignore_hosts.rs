@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{Exporter, HostCounts, SEED_FAMILIES, address, create_tcp, eventually, show};
+use common::{create_tcp, start_exporter};
 use ctnetlink::TcpState;
+use testkit::{HostCounts, SEED_FAMILIES, address, eventually, show};
 
 const IGNORED: &str =
     "198.51.100.7,192.0.2.9:443,203.0.113.0/24,[2001:db8::9]:443,2001:db8:dead::/48";
@@ -37,11 +38,11 @@ fn create_round(src4: &str, src6: &str) {
 
 #[test]
 fn ignored_hosts_are_absent_and_the_others_counted() {
-    let Some(_namespace) = netns::enter("ignored_hosts_are_absent_and_the_others_counted") else {
+    let Some(_namespace) = testkit::enter("ignored_hosts_are_absent_and_the_others_counted") else {
         return;
     };
     create_round("10.0.0.1", "fd00:1::1");
-    let exporter = Exporter::start(&["--ignore-hosts", IGNORED]);
+    let exporter = start_exporter(&["--ignore-hosts", IGNORED]);
     create_round("10.0.0.2", "fd00:1::2");
 
     let expected: HostCounts = [

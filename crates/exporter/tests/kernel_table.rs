@@ -9,8 +9,9 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 
-use common::{Exporter, HostCounts, SEED_FAMILIES, address, create_tcp, show};
+use common::{create_tcp, start_exporter};
 use ctnetlink::{ConntrackSocket, NewEntry, Status, TcpState, Tuple};
+use testkit::{HostCounts, SEED_FAMILIES, address, show};
 
 /// A connected pair that has exchanged a byte each way, so that closing either end sends a
 /// FIN (not a reset).
@@ -93,14 +94,14 @@ fn every_state(ports: &mut Ports, src: &str, dst: &str) {
 
 #[test]
 fn per_host_numbers_equal_the_kernel_table() {
-    let Some(_namespace) = netns::enter("per_host_numbers_equal_the_kernel_table") else {
+    let Some(_namespace) = testkit::enter("per_host_numbers_equal_the_kernel_table") else {
         return;
     };
     let v4_hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"].map(address);
     let v6_hosts = ["fd00::2", "fd00::3", "fd00::4", "fd00::5"].map(address);
     for host in v6_hosts {
         let cidr = format!("{host}/128");
-        netns::run("ip", &["-6", "addr", "add", &cidr, "dev", "lo", "nodad"]).unwrap();
+        testkit::run("ip", &["-6", "addr", "add", &cidr, "dev", "lo", "nodad"]).unwrap();
     }
 
     // Entries that exist before the exporter starts: it learns them from the initial dump.
@@ -138,7 +139,7 @@ fn per_host_numbers_equal_the_kernel_table() {
         })
         .unwrap();
 
-    let exporter = Exporter::start(&["--ensure-tracking"]);
+    let exporter = start_exporter(&["--ensure-tracking"]);
 
     // Entries and connections made while it runs: it learns them from events.
     every_state(&mut ports, "192.0.2.1", "198.51.100.3");

@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
+use common::start_exporter;
+use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
+use testkit::{
     Exporter, HostCounts, SEED_FAMILIES, Scrape, TempDir, eventually, extend_budget, show,
     state_group,
 };
-use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
 
 /// Remote hosts the synthetic entries go to: the first half IPv4, the rest IPv6.
 const HOSTS: u32 = 32;
@@ -129,7 +130,7 @@ fn config(directory: &TempDir, queue_bytes: usize, queue_max_bytes: usize) -> Pa
 }
 
 fn start(config: &Path) -> Exporter {
-    Exporter::start(&["--config", config.to_str().expect("a UTF-8 path")])
+    start_exporter(&["--config", config.to_str().expect("a UTF-8 path")])
 }
 
 /// A sample's value; 0 when absent (a counter not yet incremented may be absent).
@@ -208,7 +209,7 @@ fn assert_repaired_by_loss_resync(exporter: &Exporter, workload: &Workload, befo
 #[test]
 fn a_burst_into_a_queue_that_cannot_grow_is_repaired_by_the_loss_resync() {
     let test = "a_burst_into_a_queue_that_cannot_grow_is_repaired_by_the_loss_resync";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     let directory = TempDir::new(test);
@@ -232,7 +233,7 @@ fn a_burst_into_a_queue_that_cannot_grow_is_repaired_by_the_loss_resync() {
 #[test]
 fn an_overrun_grows_the_receive_queue_within_its_limit() {
     let test = "an_overrun_grows_the_receive_queue_within_its_limit";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     const INITIAL: usize = 4096;
@@ -280,7 +281,7 @@ fn an_overrun_grows_the_receive_queue_within_its_limit() {
 #[test]
 fn a_stopped_exporter_is_exact_again_after_it_resumes() {
     let test = "a_stopped_exporter_is_exact_again_after_it_resumes";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     /// How long the exporter stays stopped.

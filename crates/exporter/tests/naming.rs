@@ -7,11 +7,11 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{
-    Exporter, PLAIN_FAMILIES, SEED_FAMILIES, Scrape, TempDir, address, create_tcp, eventually,
-    require_tool,
-};
+use common::{create_tcp, start_exporter};
 use ctnetlink::TcpState;
+use testkit::{
+    Exporter, PLAIN_FAMILIES, SEED_FAMILIES, Scrape, TempDir, address, eventually, require_tool,
+};
 
 /// Creates entries for two hosts and waits until the exporter shows both under `families`.
 fn wait_for_hosts(exporter: &Exporter, families: [&str; 4]) -> Scrape {
@@ -50,7 +50,7 @@ fn create_entries() {
 #[test]
 fn plain_naming_passes_promtool() {
     let test = "plain_naming_passes_promtool";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     if !require_tool(test, "promtool", "prometheus") {
@@ -59,7 +59,7 @@ fn plain_naming_passes_promtool() {
     let directory = TempDir::new(test);
     let config = directory.write("conntrack_exporter.toml", "naming = \"plain\"\n");
     create_entries();
-    let exporter = Exporter::start(&["-c", config.to_str().unwrap()]);
+    let exporter = start_exporter(&["-c", config.to_str().unwrap()]);
     let scrape = wait_for_hosts(&exporter, PLAIN_FAMILIES);
     for family in SEED_FAMILIES {
         assert!(!scrape.has_family(family), "{family} with plain naming");
@@ -94,11 +94,11 @@ fn plain_naming_passes_promtool() {
 
 #[test]
 fn seed_naming_keeps_the_total_names() {
-    let Some(_namespace) = netns::enter("seed_naming_keeps_the_total_names") else {
+    let Some(_namespace) = testkit::enter("seed_naming_keeps_the_total_names") else {
         return;
     };
     create_entries();
-    let exporter = Exporter::start(&[]);
+    let exporter = start_exporter(&[]);
     let scrape = wait_for_hosts(&exporter, SEED_FAMILIES);
     for family in SEED_FAMILIES {
         assert!(

@@ -15,20 +15,21 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use common::{Exporter, SEED_FAMILIES, address, create_tcp, delete, show};
+use common::{create_tcp, delete, start_exporter};
 use ctnetlink::TcpState;
+use testkit::{Exporter, SEED_FAMILIES, address, show};
 
 const EVENTS_SYSCTL: &str = "net.netfilter.nf_conntrack_events";
 
 fn sysctl_events() -> String {
-    netns::run("sysctl", &["-n", EVENTS_SYSCTL])
+    testkit::run("sysctl", &["-n", EVENTS_SYSCTL])
         .unwrap()
         .trim()
         .to_owned()
 }
 
 fn set_sysctl_events(value: &str) {
-    netns::run("sysctl", &["-q", "-w", &format!("{EVENTS_SYSCTL}={value}")]).unwrap();
+    testkit::run("sysctl", &["-q", "-w", &format!("{EVENTS_SYSCTL}={value}")]).unwrap();
 }
 
 /// A counter's value on the metrics page (0 when absent).
@@ -39,7 +40,7 @@ fn counter(exporter: &Exporter, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[test]
 fn changes_without_events_are_corrected_by_the_periodic_resync() {
     let Some(_namespace) =
-        netns::enter("changes_without_events_are_corrected_by_the_periodic_resync")
+        testkit::enter("changes_without_events_are_corrected_by_the_periodic_resync")
     else {
         return;
     };
@@ -89,7 +90,7 @@ fn changes_without_events_are_corrected_by_the_periodic_resync() {
     );
     set_sysctl_events(&events_setting);
 
-    let exporter = Exporter::start(&["--resync-interval", "1s"]);
+    let exporter = start_exporter(&["--resync-interval", "1s"]);
     let before = exporter.wait_until_kernel_table_matches(SEED_FAMILIES);
     assert_eq!(before.get(&host), Some(&[0, 2, 0, 0]), "{}", show(&before));
     assert_eq!(
@@ -121,7 +122,7 @@ fn changes_without_events_are_corrected_by_the_periodic_resync() {
     let mut update = vec!["-U", "-p", "tcp"];
     update.extend(tuple.split_whitespace());
     update.extend(["--state", "TIME_WAIT"]);
-    netns::run("conntrack", &update).unwrap();
+    testkit::run("conntrack", &update).unwrap();
 
     let after = exporter.wait_until_kernel_table_matches(SEED_FAMILIES);
     assert_eq!(after.get(&host), Some(&[0, 1, 1, 0]), "{}", show(&after));

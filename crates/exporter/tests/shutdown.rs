@@ -4,15 +4,16 @@
 
 mod common;
 
-use common::{Exporter, http_get, nft};
+use common::start_exporter;
+use testkit::{http_get, nft};
 
 const TABLE: &str = "table inet conntrack_exporter";
 
 fn stops_cleanly_on(test: &str, signal: libc::c_int) {
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
-    let mut exporter = Exporter::start(&["--ensure-tracking"]);
+    let mut exporter = start_exporter(&["--ensure-tracking"]);
     let tables = nft(&["list", "tables"]);
     assert!(tables.contains(TABLE), "tracking table missing:\n{tables}");
     assert_eq!(http_get(exporter.port, "/metrics").unwrap().0, 200);

@@ -8,7 +8,8 @@ mod common;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
 
-use common::{TempDir, binary, installed, run_to_exit};
+use common::binary;
+use testkit::{TempDir, installed, run_to_exit};
 
 /// The prefix of the exporter's error line.
 const ERROR_PREFIX: &str = "conntrack_exporter: error: ";
@@ -34,7 +35,7 @@ fn single_error_line(command: &mut Command) -> String {
 #[test]
 fn a_bad_value_names_file_line_and_key() {
     let test = "a_bad_value_names_file_line_and_key";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     let directory = TempDir::new(test);
@@ -53,7 +54,7 @@ fn a_bad_value_names_file_line_and_key() {
 #[test]
 fn an_unknown_key_is_named() {
     let test = "an_unknown_key_is_named";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     let directory = TempDir::new(test);
@@ -69,7 +70,7 @@ fn an_unknown_key_is_named() {
 
 #[test]
 fn a_port_in_use_cannot_be_listened_on() {
-    let Some(_namespace) = netns::enter("a_port_in_use_cannot_be_listened_on") else {
+    let Some(_namespace) = testkit::enter("a_port_in_use_cannot_be_listened_on") else {
         return;
     };
     let taken = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
@@ -82,7 +83,7 @@ fn a_port_in_use_cannot_be_listened_on() {
 #[test]
 fn without_cap_net_admin_it_says_so() {
     let test = "without_cap_net_admin_it_says_so";
-    let Some(_namespace) = netns::enter(test) else {
+    let Some(_namespace) = testkit::enter(test) else {
         return;
     };
     let dropping_cap_net_admin = if installed("setpriv") {
@@ -100,7 +101,7 @@ fn without_cap_net_admin_it_says_so() {
         eprintln!("\n*** SKIPPED {test}: neither setpriv nor capsh is installed ***\n");
         return;
     };
-    let port = common::free_port().to_string();
+    let port = testkit::free_port().to_string();
     // Reading the table fails first; with --ensure-tracking, changing the ruleset does.
     for extra in [None, Some("--ensure-tracking")] {
         let exporter: Vec<&str> = [binary(), "-l", &port].into_iter().chain(extra).collect();

@@ -1,20 +1,9 @@
-//! Private network namespaces for tests that run against the real kernel.
-//!
-//! A test calls [`enter`] first. The calling thread moves into a fresh network namespace with
-//! its loopback interface up; sockets it opens and processes it starts live there, and the
-//! namespace disappears with the thread. Other tests, on other threads, are not affected.
-//!
-//! Without root the test is skipped with a loud message, unless the `CI` environment
-//! variable is set: there a missing privilege is a failure, so a green run always means the
-//! kernel tests ran.
-//!
-//! ```no_run
-//! let Some(_namespace) = netns::enter("dump_lists_created_entries") else { return };
-//! // ... talk to the kernel: only this test's entries are visible here.
-//! ```
+//! Private network namespaces: each kernel test, and the scale harness, runs in its own.
 
 use std::io::{self, Write};
-use std::process::Command;
+use std::net::{Ipv4Addr, TcpListener};
+
+use crate::tools::{nft, run};
 
 /// Proof that the current thread is in its own network namespace.
 ///
@@ -59,20 +48,23 @@ fn try_enter() -> io::Result<Namespace> {
     })
 }
 
-/// Runs a command inside the current thread's namespace and returns its standard output.
-/// A command that fails to start or exits non-zero is an error carrying its standard error.
-pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|error| io::Error::new(error.kind(), format!("cannot run {program}: {error}")))?;
-    if !output.status.success() {
-        return Err(io::Error::other(format!(
-            "{program} {}: {}: {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+/// A port nothing in the current namespace listens on.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a free port");
+    listener.local_addr().expect("reading a bound port").port()
+}
+
+/// Keeps connections to and from `127.0.0.1:port` out of the conntrack table, so that a
+/// test's own scrapes never show up in the counts it checks. Only that address: the
+/// exporter holds the port for IPv4 alone, so a test's IPv6 listener may get the same number.
+pub fn exempt_port_from_tracking(port: u16) {
+    let rules = format!(
+        "ip daddr 127.0.0.1 tcp dport {port} notrack; ip saddr 127.0.0.1 tcp sport {port} notrack;"
+    );
+    let ruleset = format!(
+        "table inet test_raw {{ \
+         chain pre {{ type filter hook prerouting priority raw; {rules} }}; \
+         chain out {{ type filter hook output priority raw; {rules} }}; }}"
+    );
+    nft(&[&ruleset]);
 }

@@ -1,0 +1,232 @@
+//! The exporter as a child process in the current namespace: started with arguments on a
+//! port of its own, ready once its landing page answers (which it does only after the
+//! initial dump), scraped, signalled and stopped.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::exposition::Scrape;
+use crate::host_counts::{HostCounts, show};
+use crate::http::http_get;
+use crate::kernel_table::{conntrack_list, kernel_host_counts};
+use crate::namespace::{exempt_port_from_tracking, free_port};
+use crate::process::{Captured, Process};
+use crate::wait::{eventually, test_deadline, within};
+
+/// How to start the exporter; [`start`](Self::start) starts it.
+#[derive(Debug, Clone)]
+pub struct ExporterCommand {
+    binary: PathBuf,
+    args: Vec<OsString>,
+    port: Option<u16>,
+    exempt_port: bool,
+    read_stdout: bool,
+    ready_within: Option<Duration>,
+}
+
+impl ExporterCommand {
+    /// The exporter `binary`, by default on a free port exempted from tracking, its output
+    /// captured, and ready within the test's deadline.
+    pub fn new(binary: impl Into<PathBuf>) -> ExporterCommand {
+        ExporterCommand {
+            binary: binary.into(),
+            args: Vec::new(),
+            port: None,
+            exempt_port: true,
+            read_stdout: true,
+            ready_within: None,
+        }
+    }
+
+    /// Adds an argument (after `--listen-port`).
+    pub fn arg(mut self, arg: impl Into<OsString>) -> ExporterCommand {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments (after `--listen-port`).
+    pub fn args<I, S>(mut self, args: I) -> ExporterCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Listens on `port` instead of a free one.
+    pub fn port(mut self, port: u16) -> ExporterCommand {
+        self.port = Some(port);
+        self
+    }
+
+    /// Leaves the namespace's firewall alone: the scrapes' own connections are tracked
+    /// (and counted, where tracking is on).
+    pub fn track_own_port(mut self) -> ExporterCommand {
+        self.exempt_port = false;
+        self
+    }
+
+    /// Connects its standard output to a pipe that nobody reads: once the pipe is full, a
+    /// write to it blocks.
+    pub fn leave_stdout_unread(mut self) -> ExporterCommand {
+        self.read_stdout = false;
+        self
+    }
+
+    /// Waits up to `limit` for it to be ready, instead of the test's deadline.
+    pub fn ready_within(mut self, limit: Duration) -> ExporterCommand {
+        self.ready_within = Some(limit);
+        self
+    }
+
+    /// Starts it and waits until its landing page answers; panics, with its log, if it
+    /// exits or does not answer in time.
+    #[track_caller]
+    pub fn start(self) -> Exporter {
+        let port = self.port.unwrap_or_else(free_port);
+        if self.exempt_port {
+            exempt_port_from_tracking(port);
+        }
+        let mut process = Process::spawn(
+            Command::new(&self.binary)
+                .arg("--listen-port")
+                .arg(port.to_string())
+                .args(&self.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let stdout = if self.read_stdout {
+            process.capture_stdout()
+        } else {
+            Captured::default()
+        };
+        let stderr = process.capture_stderr();
+        let mut exporter = Exporter {
+            process,
+            port,
+            stdout,
+            stderr,
+        };
+        let deadline = self
+            .ready_within
+            .map_or_else(test_deadline, |limit| Instant::now() + limit);
+        exporter.wait_ready(deadline);
+        exporter
+    }
+}
+
+/// A running exporter. Dropping it kills the process (also when the caller panics).
+pub struct Exporter {
+    /// The process.
+    pub process: Process,
+    /// The port of its HTTP endpoint.
+    pub port: u16,
+    /// Its standard output (the event log); empty when left unread.
+    pub stdout: Captured,
+    /// Its standard error (its own log).
+    pub stderr: Captured,
+}
+
+impl Exporter {
+    /// Starts `binary` with `args` as [`ExporterCommand::new`] does by default.
+    #[track_caller]
+    pub fn start(binary: impl Into<PathBuf>, args: &[&str]) -> Exporter {
+        ExporterCommand::new(binary).args(args).start()
+    }
+
+    #[track_caller]
+    fn wait_ready(&mut self, deadline: Instant) {
+        let port = self.port;
+        let process = &mut self.process;
+        let stderr = &self.stderr;
+        within("the exporter's landing page answers", deadline, || {
+            if let Some(status) = process.exit_status() {
+                panic!(
+                    "the exporter exited during start-up with {status}; its log:\n{}",
+                    stderr.text()
+                );
+            }
+            match http_get(port, "/") {
+                Ok((200, _)) => Ok(()),
+                Ok((status, _)) => Err(format!("HTTP status {status}")),
+                Err(error) => Err(error.to_string()),
+            }
+        });
+    }
+
+    /// The text of the metrics page.
+    pub fn metrics_text(&self) -> String {
+        match http_get(self.port, "/metrics") {
+            Ok((200, body)) => body,
+            Ok((status, body)) => panic!("GET /metrics answered {status}: {body}"),
+            Err(error) => panic!(
+                "GET /metrics failed: {error}; the exporter's log:\n{}",
+                self.stderr.text()
+            ),
+        }
+    }
+
+    /// The metrics page, parsed; panics when it is not valid.
+    pub fn scrape(&self) -> Scrape {
+        let text = self.metrics_text();
+        Scrape::parse(&text).unwrap_or_else(|error| panic!("the metrics page: {error}\n{text}"))
+    }
+
+    /// How long one scrape takes, end to end.
+    pub fn time_scrape(&self) -> Duration {
+        let started = Instant::now();
+        self.metrics_text();
+        started.elapsed()
+    }
+
+    /// Sends `signal` and returns at once, without waiting for any effect: for `SIGSTOP` and
+    /// `SIGCONT`.
+    pub fn signal(&self, signal: libc::c_int) {
+        self.process.signal(signal);
+    }
+
+    /// Sends `signal` and waits (within the test's deadline) for the process to exit.
+    #[track_caller]
+    pub fn stop_with(&mut self, signal: libc::c_int) -> ExitStatus {
+        self.process.signal(signal);
+        self.process.wait_for_exit(test_deadline())
+    }
+
+    /// Waits until the per-host numbers on the metrics page equal the kernel's table read
+    /// through the `conntrack` tool, and returns them. The table is read before and after
+    /// the scrape; only a scrape between two equal readings counts, so a table that is still
+    /// changing is simply read again.
+    #[track_caller]
+    pub fn wait_until_kernel_table_matches(&self, families: [&str; 4]) -> HostCounts {
+        eventually(
+            "the exporter's per-host numbers equal the kernel's table",
+            || {
+                let before = kernel_host_counts();
+                let scraped = self.scrape().host_counts(families);
+                let after = kernel_host_counts();
+                if before != after {
+                    return Err("the kernel's table changed during the scrape".into());
+                }
+                match scraped {
+                    Ok(scraped) if scraped == before => Ok(before),
+                    Ok(scraped) => Err(format!(
+                        "\n  kernel:   {}\n  exporter: {}\n  kernel table:\n{}\n  exporter log:\n{}",
+                        show(&before),
+                        show(&scraped),
+                        conntrack_list()
+                            .iter()
+                            .map(|entry| format!("    {entry:?}"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        self.stderr.text()
+                    )),
+                    Err(error) => Err(error),
+                }
+            },
+        )
+    }
+}
