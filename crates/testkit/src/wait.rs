@@ -49,10 +49,13 @@ pub fn eventually<T>(what: &str, check: impl FnMut() -> Result<T, String>) -> T 
 #[track_caller]
 pub fn within<T>(what: &str, deadline: Instant, check: impl FnMut() -> Result<T, String>) -> T {
     let started = Instant::now();
-    poll_until(deadline, check).unwrap_or_else(|reason| {
-        let waited = started.elapsed().as_secs_f32();
-        panic!("{what}: not reached after {waited:.1}s: {reason}")
-    })
+    match poll_until(deadline, check) {
+        Ok(value) => value,
+        Err(reason) => {
+            let waited = started.elapsed().as_secs_f32();
+            panic!("{what}: not reached after {waited:.1}s: {reason}")
+        }
+    }
 }
 
 /// Polls `check` until it returns `Ok` or `deadline` passes; the error is the last reason
