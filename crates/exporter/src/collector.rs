@@ -1,7 +1,7 @@
 //! The collector thread: it owns the netlink sockets (they are not `Send`), applies events
 //! to the tracker as they arrive, and re-dumps the table periodically and after lost events.
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -16,6 +16,7 @@ use tracker::{Classifier, HostPattern, Tracker};
 
 use crate::event_log::EventLog;
 use crate::exposition::{Counters, Status};
+use crate::line_queue::LineQueue;
 
 /// While events stream in, the pause after a read that emptied the queue, so that the next
 /// wake-up finds many events instead of one: waking the thread costs the kernel more than
@@ -106,7 +107,8 @@ struct Applier {
     classifier: Classifier,
     tracker: Arc<Tracker>,
     counters: Counters,
-    event_log: Option<(EventLog, BufWriter<io::Stdout>)>,
+    /// The event log's format and the queue its lines wait in for standard output.
+    event_log: Option<(EventLog, LineQueue)>,
     /// Whether any entry or event was ever seen (if not, tracking may be off).
     seen_any: bool,
 }
@@ -125,8 +127,8 @@ impl Applier {
             EntryKind::Dumped => {}
         }
         let class = self.classifier.classify(&entry);
-        if let (Some((log, out)), Some(class)) = (&mut self.event_log, &class) {
-            let _ = writeln!(out, "{}", log.line(kind, &entry, class));
+        if let (Some((log, queue)), Some(class)) = (&mut self.event_log, &class) {
+            queue.push(log.line(kind, &entry, class));
         }
         self.tracker.apply(kind, &entry, class);
     }
@@ -134,12 +136,6 @@ impl Applier {
     fn skip_malformed(&mut self, error: ParseError) {
         self.counters.parse_errors.increment(1);
         warn!("skipped a malformed conntrack message: {error}");
-    }
-
-    fn flush_log(&mut self) {
-        if let Some((_, out)) = &mut self.event_log {
-            let _ = out.flush();
-        }
     }
 }
 
@@ -195,7 +191,12 @@ impl Collector {
         let now = Instant::now();
         let event_log = settings
             .event_log
-            .map(|log| (log, BufWriter::new(io::stdout())));
+            .map(|log| Ok((log, log.start_writer(counters.event_log_dropped.clone())?)))
+            .transpose()
+            .map_err(|source| SocketError::Io {
+                operation: "starting the event log's writer thread",
+                source,
+            })?;
         Ok(Collector {
             events,
             table,
@@ -238,7 +239,6 @@ impl Collector {
                     std::thread::sleep(TICK);
                 }
             }
-            self.applier.flush_log();
             let now = Instant::now();
             if now >= next_housekeeping {
                 next_housekeeping = now + TICK;
@@ -270,7 +270,6 @@ impl Collector {
                 }
             }
         }
-        self.applier.flush_log();
     }
 
     /// The kernel dropped events: count it, warn once per episode, grow the queue, and

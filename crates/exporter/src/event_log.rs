@@ -1,14 +1,26 @@
 //! One line per connection event on standard output, in the conntrack tool's format or as
-//! JSON, for shipping to log processors and for audit.
+//! JSON, for shipping to log processors and for audit. The collector formats the lines here
+//! and hands them to a [`LineQueue`](crate::line_queue::LineQueue), so that a standard
+//! output nobody reads never holds up event processing.
 
 use std::fmt::Write as _;
+use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use ctnetlink::{Entry, EntryKind, Layer4, Status, Tuple};
+use metrics::Counter;
 use serde::Serialize;
 use tracker::{Classification, StateGroup};
 
+use crate::line_queue::LineQueue;
 use crate::settings::EventFormat;
+
+/// Event lines that may wait for standard output: about 4 MiB of typical lines. A burst
+/// beyond that, while the reader lags, loses lines (they are counted), never events.
+const QUEUE_LINES: usize = 16_384;
+/// At exit, how long the lines still queued may take to reach standard output.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
 /// Formats event lines.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +32,19 @@ impl EventLog {
     /// A log in `format`.
     pub(crate) fn new(format: EventFormat) -> EventLog {
         EventLog { format }
+    }
+
+    /// Starts the thread that writes the lines to standard output, and returns the queue
+    /// to hand them to; lines it drops are counted in `dropped`.
+    pub(crate) fn start_writer(&self, dropped: Counter) -> io::Result<LineQueue> {
+        LineQueue::start(
+            "event-log",
+            "standard output (the event log)",
+            io::stdout(),
+            QUEUE_LINES,
+            DRAIN_LIMIT,
+            dropped,
+        )
     }
 
     /// The line for one event (without the trailing newline).

@@ -82,6 +82,8 @@ pub struct Counters {
     pub resyncs_events_lost: Counter,
     /// Entries corrected by all resyncs after the first.
     pub resync_corrected: Counter,
+    /// Event log lines dropped because standard output did not take them in time.
+    pub event_log_dropped: Counter,
 }
 
 /// Renders the metrics page.
@@ -130,6 +132,7 @@ impl Exposition {
                 resyncs_periodic: counter!("conntrack_exporter_resyncs_total", "reason" => "periodic"),
                 resyncs_events_lost: counter!("conntrack_exporter_resyncs_total", "reason" => "events_lost"),
                 resync_corrected: counter!("conntrack_exporter_resync_corrected_entries_total"),
+                event_log_dropped: counter!("conntrack_exporter_event_log_dropped_total"),
             }
         });
         let exposition = Exposition {
@@ -221,6 +224,10 @@ fn describe_self_metrics() {
     describe_counter!(
         "conntrack_exporter_resync_corrected_entries_total",
         "Connections whose counted state the resyncs after start-up had to correct."
+    );
+    describe_counter!(
+        "conntrack_exporter_event_log_dropped_total",
+        "Event log lines dropped because standard output did not take them fast enough."
     );
     describe_gauge!(
         "conntrack_exporter_resync_duration_seconds",

@@ -17,6 +17,7 @@ mod collector;
 mod event_log;
 pub mod exposition;
 mod http;
+mod line_queue;
 mod logging;
 pub mod settings;
 
