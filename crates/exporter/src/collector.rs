@@ -1,10 +1,10 @@
 //! The collector thread: it owns the netlink sockets (they are not `Send`), applies events
 //! to the tracker as they arrive, and re-dumps the table periodically and after lost events.
 
+use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ctnetlink::addresses::{self, AddressChanges};
@@ -17,6 +17,7 @@ use tracker::{Classifier, HostPattern, Tracker};
 use crate::event_log::EventLog;
 use crate::exposition::{Counters, Status};
 use crate::line_queue::LineQueue;
+use crate::supervision::SupervisedThread;
 
 /// While events stream in, the pause after a read that emptied the queue, so that the next
 /// wake-up finds many events instead of one: waking the thread costs the kernel more than
@@ -58,46 +59,47 @@ enum Reason {
 }
 
 /// Starts the collector thread. Returns once the sockets are open and the initial dump is
-/// applied, or with the error that prevented it.
+/// applied, or with the error that prevented it. The thread runs until `stop` is set; it
+/// has no error to return after start-up (failures there are logged and retried), but it is
+/// supervised all the same, since a bug could still end it.
 pub(crate) fn start(
     settings: CollectorSettings,
     tracker: Arc<Tracker>,
     status: Arc<Status>,
     counters: Counters,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, SocketError> {
+) -> Result<SupervisedThread, SocketError> {
     let (started, startup) = mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name("collector".into())
-        .spawn(move || {
-            let collector = Collector::open(settings, tracker, status, counters);
-            let mut collector = match collector {
-                Ok(collector) => collector,
-                Err(error) => {
-                    let _ = started.send(Err(error));
-                    return;
-                }
-            };
-            if let Err(error) = collector.resync(Reason::Startup) {
+    let thread = SupervisedThread::spawn("collector", move || {
+        let collector = Collector::open(settings, tracker, status, counters);
+        let mut collector = match collector {
+            Ok(collector) => collector,
+            Err(error) => {
                 let _ = started.send(Err(error));
-                return;
+                return Ok::<(), Infallible>(());
             }
-            let _ = started.send(Ok(()));
-            collector.run(&stop);
-        })
-        .map_err(|source| SocketError::Io {
-            operation: "starting the collector thread",
-            source,
-        })?;
+        };
+        if let Err(error) = collector.resync(Reason::Startup) {
+            let _ = started.send(Err(error));
+            return Ok(());
+        }
+        let _ = started.send(Ok(()));
+        collector.run(&stop);
+        Ok(())
+    })
+    .map_err(|source| SocketError::Io {
+        operation: "starting the collector thread",
+        source,
+    })?;
     match startup.recv() {
-        Ok(Ok(())) => Ok(handle),
+        Ok(Ok(())) => Ok(thread),
         Ok(Err(error)) => {
-            let _ = handle.join();
+            thread.join();
             Err(error)
         }
         Err(_) => Err(SocketError::Io {
             operation: "starting the collector thread",
-            source: io::Error::other("the collector thread ended during start-up"),
+            source: io::Error::other(format!("the collector thread {}", thread.join())),
         }),
     }
 }

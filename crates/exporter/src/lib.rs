@@ -7,10 +7,11 @@
 //!
 //! Start-up ([`run`]): settings, logging, the HTTP listener (so that a port in use fails at
 //! once), tracking switched on if asked, then the collector thread (event subscription and
-//! initial dump). Then it serves until SIGTERM or SIGINT, and undoes what it set up.
+//! initial dump). Then it serves until SIGTERM or SIGINT, and undoes what it set up; or until
+//! the collector thread ends, which is an error ([`supervision`]).
 //!
 //! The binary `conntrack_exporter` is a thin wrapper around [`run`]; the library exists so
-//! that the benchmarks can drive the exposition directly.
+//! that the benchmarks can drive the exposition directly, and the tests the supervision.
 
 mod cli;
 mod collector;
@@ -20,6 +21,7 @@ mod http;
 mod line_queue;
 mod logging;
 pub mod settings;
+pub mod supervision;
 
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
@@ -34,6 +36,7 @@ use crate::collector::CollectorSettings;
 use crate::event_log::EventLog;
 use crate::exposition::{Exposition, Status};
 use crate::settings::Settings;
+use crate::supervision::Ending;
 
 /// Runs the exporter with the command-line `args` until SIGTERM or SIGINT. An error is one
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
@@ -60,7 +63,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         settings.host_idle_timeout,
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let collector = collector::start(
+    let mut collector = collector::start(
         CollectorSettings {
             ignore_hosts: settings.ignore_hosts.clone(),
             resync_interval: settings.resync_interval,
@@ -84,17 +87,30 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(http::serve(
-        listener,
-        settings.listen_path.as_str().to_owned(),
-        Arc::new(exposition),
-        shutdown_signal(),
-    ))?;
+    let served = runtime.block_on(collector.serve_while_alive(shutdown_signal(), |shutdown| {
+        http::serve(
+            listener,
+            settings.listen_path.as_str().to_owned(),
+            Arc::new(exposition),
+            shutdown,
+        )
+    }));
+    match served {
+        Ok(result) => result?,
+        Err(ending) => {
+            return Err(format!(
+                "the collector thread {ending}; without it the numbers would stay as they are, \
+                 so the exporter stops"
+            )
+            .into());
+        }
+    }
 
     info!("stopping");
     stop.store(true, Ordering::Relaxed);
-    if collector.join().is_err() {
-        warn!("the collector thread panicked");
+    match collector.join() {
+        Ending::Returned => {}
+        ending => warn!("the collector thread {ending} while stopping"),
     }
     Ok(())
 }
