@@ -1,6 +1,8 @@
 //! Log lines to standard error: `LEVEL message`. Timestamps are left to the supervisor
 //! (systemd, the container runtime), which adds its own.
 
+use std::io::Write as _;
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Crates whose records are shown; others (such as the netlink library's per-message debug
@@ -26,7 +28,9 @@ impl Log for StderrLogger {
                 Level::Debug => "DEBUG",
                 Level::Trace => "TRACE",
             };
-            eprintln!("{level} {}", record.args());
+            // Not `eprintln!`, which panics when the write fails (a closed pipe, say): that
+            // would end whichever thread logged, the collector included. The line is lost.
+            let _ = writeln!(std::io::stderr(), "{level} {}", record.args());
         }
     }
 

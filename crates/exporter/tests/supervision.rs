@@ -5,6 +5,12 @@
 //! [`SupervisedThread`], with collector work that fails or panics on demand, in front of a
 //! server that answers while the work runs: the server answers until the work ends, then
 //! shuts down, and the caller gets the reason as one line.
+//!
+//! One real cause of death existed: a standard error whose reader went away made the logger
+//! panic in whichever thread logged, the collector included. The last test closes the
+//! exporter's standard error and checks that its collector goes on.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpStream};
@@ -12,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 
+use common::{create_tcp, exporter_command};
 use conntrack_exporter::supervision::{Ending, Shutdown, SupervisedThread};
-use testkit::DEADLINE;
+use ctnetlink::TcpState;
+use testkit::{DEADLINE, SEED_FAMILIES, address, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -134,4 +142,42 @@ fn a_signal_stops_the_server_and_leaves_the_collector_to_be_stopped() {
     );
     stop.store(true, Ordering::Relaxed);
     assert_eq!(collector.join(), Ending::Returned);
+}
+
+#[test]
+fn a_closed_standard_error_does_not_stop_the_collector() {
+    let test = "a_closed_standard_error_does_not_stop_the_collector";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    // With --debug every periodic resync logs a line.
+    let mut exporter = exporter_command()
+        .args(["--debug", "--resync-interval", "1s"])
+        .leave_stderr_unread()
+        .start();
+    exporter.process.close_stderr();
+    let resyncs = |exporter: &testkit::Exporter| {
+        let scrape = exporter.scrape();
+        scrape
+            .value(
+                "conntrack_exporter_resyncs_total",
+                &[("reason", "periodic")],
+            )
+            .unwrap_or(0.0)
+    };
+    let before = resyncs(&exporter);
+    eventually("periodic resyncs go on, logging into a closed pipe", || {
+        let now = resyncs(&exporter);
+        if now >= before + 2.0 {
+            Ok(())
+        } else {
+            Err(format!("{before} periodic resyncs before, {now} now"))
+        }
+    });
+    // And events are still applied.
+    let host = "198.51.100.77";
+    create_tcp("192.0.2.7", 41000, host, 443, TcpState::SynSent);
+    let counts = exporter.wait_until_kernel_table_matches(SEED_FAMILIES);
+    assert_eq!(counts[&address(host)], [1, 0, 0, 0]);
+    assert_eq!(exporter.process.exit_status(), None, "the exporter runs");
 }

@@ -23,6 +23,7 @@ pub struct ExporterCommand {
     port: Option<u16>,
     exempt_port: bool,
     read_stdout: bool,
+    read_stderr: bool,
     ready_within: Option<Duration>,
 }
 
@@ -36,6 +37,7 @@ impl ExporterCommand {
             port: None,
             exempt_port: true,
             read_stdout: true,
+            read_stderr: true,
             ready_within: None,
         }
     }
@@ -76,6 +78,13 @@ impl ExporterCommand {
         self
     }
 
+    /// Leaves its standard error unread (see [`leave_stdout_unread`](Self::leave_stdout_unread)),
+    /// for a caller that closes it with [`Process::close_stderr`].
+    pub fn leave_stderr_unread(mut self) -> ExporterCommand {
+        self.read_stderr = false;
+        self
+    }
+
     /// Waits up to `limit` for it to be ready, instead of the test's deadline.
     pub fn ready_within(mut self, limit: Duration) -> ExporterCommand {
         self.ready_within = Some(limit);
@@ -104,7 +113,11 @@ impl ExporterCommand {
         } else {
             Captured::default()
         };
-        let stderr = process.capture_stderr();
+        let stderr = if self.read_stderr {
+            process.capture_stderr()
+        } else {
+            Captured::default()
+        };
         let mut exporter = Exporter {
             process,
             port,
@@ -127,7 +140,7 @@ pub struct Exporter {
     pub port: u16,
     /// Its standard output (the event log); empty when left unread.
     pub stdout: Captured,
-    /// Its standard error (its own log).
+    /// Its standard error (its own log); empty when left unread.
     pub stderr: Captured,
 }
 

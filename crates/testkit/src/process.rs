@@ -110,6 +110,12 @@ impl Process {
             .expect("standard output was not piped")
     }
 
+    /// Closes the reading end of its piped standard error, if not taken: its next write
+    /// there fails (`EPIPE`).
+    pub fn close_stderr(&mut self) {
+        drop(self.child.stderr.take());
+    }
+
     /// Sends `signal` and returns at once, without waiting for any effect: for `SIGSTOP` and
     /// `SIGCONT`, say. A stopped process is still ended on drop: the `SIGKILL` sent then ends
     /// a stopped process too.
