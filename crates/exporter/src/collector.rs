@@ -14,6 +14,7 @@ use ctnetlink::{
 use log::{debug, info, warn};
 use tracker::{Classifier, HostPattern, Tracker};
 
+use crate::error::Error;
 use crate::event_log::EventLog;
 use crate::exposition::{Counters, Status};
 
@@ -64,7 +65,7 @@ pub(crate) fn start(
     status: Arc<Status>,
     counters: Counters,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, SocketError> {
+) -> Result<JoinHandle<()>, Error> {
     let (started, startup) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("collector".into())
@@ -78,26 +79,20 @@ pub(crate) fn start(
                 }
             };
             if let Err(error) = collector.resync(Reason::Startup) {
-                let _ = started.send(Err(error));
+                let _ = started.send(Err(error.into()));
                 return;
             }
             let _ = started.send(Ok(()));
             collector.run(&stop);
         })
-        .map_err(|source| SocketError::Io {
-            operation: "starting the collector thread",
-            source,
-        })?;
+        .map_err(Error::CollectorThread)?;
     match startup.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(error)) => {
             let _ = handle.join();
             Err(error)
         }
-        Err(_) => Err(SocketError::Io {
-            operation: "starting the collector thread",
-            source: io::Error::other("the collector thread ended during start-up"),
-        }),
+        Err(_) => Err(Error::CollectorEnded),
     }
 }
 
@@ -169,7 +164,7 @@ impl Collector {
         tracker: Arc<Tracker>,
         status: Arc<Status>,
         counters: Counters,
-    ) -> Result<Collector, SocketError> {
+    ) -> Result<Collector, Error> {
         let events = EventSocket::subscribe(EventGroups::ALL)?;
         let queue = events.set_receive_queue(settings.netlink_buffer_bytes)?;
         if !queue.forced {
@@ -185,12 +180,8 @@ impl Collector {
         events.set_receive_timeout(TICK)?;
         let address_changes = AddressChanges::subscribe()?;
         let mut classifier = Classifier::new(settings.ignore_hosts.clone());
-        classifier.set_local_addresses(addresses::local_addresses().map_err(|source| {
-            SocketError::Io {
-                operation: "listing interface addresses",
-                source,
-            }
-        })?);
+        classifier
+            .set_local_addresses(addresses::local_addresses().map_err(Error::LocalAddresses)?);
         let table = ConntrackSocket::open()?;
         let now = Instant::now();
         let event_log = settings
