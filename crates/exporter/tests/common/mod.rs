@@ -178,9 +178,39 @@ impl Exporter {
     pub fn start(args: &[&str]) -> Exporter {
         let port = free_port();
         exempt_port_from_tracking(port);
-        let port_text = port.to_string();
+        let mut exporter = Exporter::spawn(port, args);
+        exporter.wait_ready();
+        exporter
+    }
+
+    /// Starts the exporter with `args` and `--listen-port 0`, so that the kernel picks the
+    /// port; learns the port from the exporter's start-up log line (`serving metrics at
+    /// http://ADDRESS:PORT/...`) and waits until its landing page answers there. The port is
+    /// not exempt from tracking.
+    pub fn start_on_port_zero(args: &[&str]) -> Exporter {
+        let mut exporter = Exporter::spawn(0, args);
+        let child = &mut exporter.child;
+        let stderr = &exporter.stderr;
+        exporter.port = eventually("the exporter names the port it serves on", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the exporter exited with {status}; its log:\n{}",
+                    stderr.text()
+                );
+            }
+            stderr
+                .lines()
+                .iter()
+                .find_map(|line| served_port(line))
+                .ok_or_else(|| format!("no start-up line in:\n{}", stderr.text()))
+        });
+        exporter.wait_ready();
+        exporter
+    }
+
+    fn spawn(port: u16, args: &[&str]) -> Exporter {
         let mut child = Command::new(binary())
-            .args(["--listen-port", &port_text])
+            .args(["--listen-port", &port.to_string()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -189,15 +219,13 @@ impl Exporter {
             .expect("starting the exporter");
         let (stdout, out_reader) = Captured::collect(child.stdout.take().expect("stdout pipe"));
         let (stderr, err_reader) = Captured::collect(child.stderr.take().expect("stderr pipe"));
-        let mut exporter = Exporter {
+        Exporter {
             child,
             port,
             stdout,
             stderr,
             readers: vec![out_reader, err_reader],
-        };
-        exporter.wait_ready();
-        exporter
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -313,6 +341,13 @@ impl Drop for Exporter {
         }
         self.join_readers();
     }
+}
+
+/// The port of the exporter's start-up line `... serving metrics at http://ADDRESS:PORT/PATH`.
+fn served_port(line: &str) -> Option<u16> {
+    let url = line.split_once("serving metrics at http://")?.1;
+    let authority = url.split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
 }
 
 /// Runs the exporter with `args` until it exits (bounded), for start-up failures.
