@@ -114,7 +114,7 @@ impl HostPatterns {
     /// True when a connection whose remote end is `host` (remote port `port`, when the
     /// protocol has ports) matches any pattern.
     pub fn matches(&self, host: IpAddr, port: Option<u16>) -> bool {
-        if self.networks.longest_match(host).is_some() {
+        if !self.networks.is_empty() && self.networks.longest_match(host).is_some() {
             return true;
         }
         port.is_some_and(|port| {
