@@ -10,7 +10,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, 
 use crate::settings::{DEFAULT_CONFIG, DEFINITIONS, Definition, Flag, Layer};
 
 /// The command line: the config file, and the settings given as flags.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Args {
     /// The config file, if one was given.
     pub(crate) config: Option<PathBuf>,

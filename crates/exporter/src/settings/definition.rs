@@ -128,22 +128,20 @@ macro_rules! define_settings {
                 }
             }
 
-            /// Sets `key` to the config file's `value`. Fails with what is wrong with the
-            /// value, or with `None` when `key` is not a setting.
+            /// Sets `key` to the config file's `value`, or says what is wrong with the value;
+            /// `None` when `key` is not a setting.
             fn set(
                 &mut self,
                 key: &str,
                 value: toml::Value,
-            ) -> Result<(), Option<(&'static str, toml::de::Error)>> {
+            ) -> Option<Result<(), toml::de::Error>> {
                 match key {
-                    $(stringify!($key) => {
-                        let value = <$type as serde::Deserialize>::deserialize(value)
-                            .map_err(|error| Some((stringify!($key), error)))?;
-                        self.$key = Some(value);
-                    })+
-                    _ => return Err(None),
+                    $(stringify!($key) => Some(
+                        <$type as serde::Deserialize>::deserialize(value)
+                            .map(|value| self.$key = Some(value)),
+                    ),)+
+                    _ => None,
                 }
-                Ok(())
             }
 
             /// The settings whose flags `matches` holds.

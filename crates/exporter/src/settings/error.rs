@@ -66,7 +66,7 @@ pub enum SettingsError {
         /// The line of the key.
         line: usize,
         /// The key.
-        key: &'static str,
+        key: String,
         /// What is wrong and what is allowed.
         message: String,
     },

@@ -77,22 +77,22 @@ impl Layer {
         let mut layer = Layer::default();
         for (key, value) in entries {
             let line = line_of(key.span().start);
-            layer
-                .set(key.as_ref(), value)
-                .map_err(|error| match error {
-                    Some((key, error)) => SettingsError::Value {
-                        origin: origin.to_owned(),
-                        line,
-                        key,
-                        message: error.message().trim().to_owned(),
-                    },
-                    None => SettingsError::UnknownKey {
-                        origin: origin.to_owned(),
-                        line,
-                        key: key.into_inner(),
-                        expected: known_keys(),
-                    },
-                })?;
+            let error = match layer.set(key.as_ref(), value) {
+                Some(Ok(())) => continue,
+                Some(Err(error)) => SettingsError::Value {
+                    origin: origin.to_owned(),
+                    line,
+                    key: key.into_inner(),
+                    message: error.message().trim().to_owned(),
+                },
+                None => SettingsError::UnknownKey {
+                    origin: origin.to_owned(),
+                    line,
+                    key: key.into_inner(),
+                    expected: known_keys(),
+                },
+            };
+            return Err(error);
         }
         Ok(layer)
     }

@@ -20,9 +20,9 @@ use std::path::Path;
 use definition::define_settings;
 pub(crate) use definition::{Definition, Flag};
 pub use error::SettingsError;
+pub(crate) use values::EventFormat;
 pub use values::Naming;
-use values::ResyncInterval;
-pub(crate) use values::{EventFormat, HostList, HumanDuration, ListenPath, QueueBytes};
+use values::{HostList, HumanDuration, ListenPath, QueueBytes, ResyncInterval};
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../../config/conntrack_exporter.toml");
