@@ -28,7 +28,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use benches::fixture;
+use benches::{Random, fixture};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ctnetlink::{Entry, EntryKind, Message, messages};
 use tracker::{Classifier, StateGroup, Tracker};
@@ -140,19 +140,6 @@ impl Template {
     }
 }
 
-/// A small deterministic generator (splitmix64), so that every run benchmarks the same order.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// Event messages back to back, as the kernel would have sent them one per datagram.
 struct Stream {
     bytes: Vec<u8>,
@@ -218,7 +205,7 @@ fn workload() -> Workload {
     for (old, new) in [(0, 1), (1, 0)] {
         let mut steps: Vec<(u64, u32, usize)> = Vec::new();
         for slot in 0..CONNECTIONS {
-            let start = random.next() >> 33;
+            let start = random.next_u64() >> 33;
             for (step, _) in TURN.iter().enumerate() {
                 steps.push((start + ((step as u64) << 24), slot, step));
             }

@@ -1,94 +1,122 @@
 //! Command-line flags. They keep the spelling and defaults of the original exporter, so
-//! existing service definitions work unchanged.
+//! existing service definitions work unchanged. Apart from `--config`, they are built from the
+//! settings' definitions: a setting with a flag gets `--its-key` (and its short form), its doc
+//! comment as help, and the default from the built-in config file.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
-use tracker::HostPattern;
+use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 
-use crate::settings::{EventFormat, HumanDuration, Layer, ListenPath, Parsed};
+use crate::settings::{DEFAULT_CONFIG, DEFINITIONS, Definition, Flag, Layer};
 
-/// Prometheus exporter for Linux connection tracking: per remote host, how many TCP
-/// connections are opening, open, closing and recently closed.
-#[derive(Debug, Parser)]
-#[command(name = "conntrack_exporter", version)]
-#[command(
-    after_help = "Every flag has a key of the same name (with underscores) in the \
-config file; flags override the file, the file overrides the built-in defaults. \
-Keys with no flag: naming (seed | plain metric names), host_idle_timeout, \
-netlink_buffer_bytes, netlink_buffer_max_bytes; the default file \
-config/conntrack_exporter.toml documents them all. \
-Needs CAP_NET_ADMIN to read the connection tracking table."
-)]
+/// The command line: the config file, and the settings given as flags.
+#[derive(Debug, Clone)]
 pub struct Args {
-    /// Config file (TOML); without it the built-in defaults apply.
-    #[arg(short = 'c', long, value_name = "PATH")]
+    /// The config file, if one was given.
     pub(crate) config: Option<PathBuf>,
-
-    /// Address of the HTTP endpoint [default: 0.0.0.0].
-    #[arg(short = 'b', long, value_name = "IP")]
-    pub(crate) bind_address: Option<IpAddr>,
-
-    /// Port of the HTTP endpoint [default: 9318].
-    #[arg(short = 'l', long, value_name = "PORT")]
-    pub(crate) listen_port: Option<u16>,
-
-    /// Path of the metrics [default: /metrics].
-    #[arg(short = 'p', long, value_name = "PATH")]
-    pub(crate) listen_path: Option<ListenPath>,
-
-    /// Comma-separated remote hosts not to count: IPs, IP:port or CIDR networks.
-    #[arg(short = 'i', long, value_name = "HOSTS", value_delimiter = ',')]
-    pub(crate) ignore_hosts: Option<Vec<HostPattern>>,
-
-    /// Print one line per connection event to standard output.
-    #[arg(short = 'e', long)]
-    pub(crate) log_events: bool,
-
-    /// Format of the event lines [default: netfilter].
-    #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
-    pub(crate) log_events_format: Option<EventFormat>,
-
-    /// Log debugging detail to standard error.
-    #[arg(short = 'd', long)]
-    pub(crate) debug: bool,
-
-    /// Time between full re-reads of the table that correct the live view, e.g. 30s or 5m;
-    /// 0 turns them off [default: 60s].
-    #[arg(long, value_name = "DURATION")]
-    pub(crate) resync_interval: Option<HumanDuration>,
-
-    /// Switch connection tracking on in this network namespace while running.
-    #[arg(long)]
-    pub(crate) ensure_tracking: bool,
+    /// The settings given as flags, which override the file.
+    pub(crate) flags: Layer,
 }
 
-impl Args {
-    /// The flags that were given, as a settings layer over the config file.
-    pub(crate) fn layer(&self) -> Layer {
-        Layer {
-            bind_address: self.bind_address,
-            listen_port: self.listen_port,
-            listen_path: self.listen_path.clone().map(Parsed),
-            ignore_hosts: self
-                .ignore_hosts
-                .clone()
-                .map(|hosts| hosts.into_iter().map(Parsed).collect()),
-            log_events: self.log_events.then_some(true),
-            log_events_format: self.log_events_format,
-            debug: self.debug.then_some(true),
-            resync_interval: self.resync_interval.map(Parsed),
-            ensure_tracking: self.ensure_tracking.then_some(true),
-            ..Layer::default()
+impl Parser for Args {}
+
+impl CommandFactory for Args {
+    fn command() -> Command {
+        let defaults: toml::Table = DEFAULT_CONFIG.parse().unwrap_or_default();
+        let file_only: Vec<&str> = DEFINITIONS
+            .iter()
+            .filter(|setting| setting.flag == Flag::None)
+            .map(|setting| setting.key)
+            .collect();
+        Command::new("conntrack_exporter")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(
+                "Prometheus exporter for Linux connection tracking: per remote host, how many \
+                 TCP connections are opening, open, closing and recently closed.",
+            )
+            .after_help(format!(
+                "Every flag has a key of the same name (with underscores) in the config file; \
+                 flags override the file, the file overrides the built-in defaults. Keys with \
+                 no flag: {}; the default file config/conntrack_exporter.toml documents them \
+                 all. Needs CAP_NET_ADMIN to read the connection tracking table.",
+                file_only.join(", ")
+            ))
+            .arg(
+                Arg::new("config")
+                    .short('c')
+                    .long("config")
+                    .value_name("PATH")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Config file (TOML); without it the built-in defaults apply."),
+            )
+            .args(
+                DEFINITIONS
+                    .iter()
+                    .filter_map(|setting| flag(setting, defaults.get(setting.key))),
+            )
+    }
+
+    fn command_for_update() -> Command {
+        Self::command()
+    }
+}
+
+impl FromArgMatches for Args {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Args {
+            config: matches.get_one::<PathBuf>("config").cloned(),
+            flags: Layer::from_flags(matches),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let update = Args::from_arg_matches(matches)?;
+        self.config = update.config.or(self.config.take());
+        self.flags = std::mem::take(&mut self.flags).overlay(update.flags);
+        Ok(())
+    }
+}
+
+/// The flag of `setting`, if it has one, with the `default` from the built-in config file in
+/// its help.
+fn flag(setting: &Definition, default: Option<&toml::Value>) -> Option<Arg> {
+    let arg = Arg::new(setting.key).long(setting.key.replace('_', "-"));
+    let arg = match setting.flag {
+        Flag::None => return None,
+        Flag::Switch { short } => arg.short(short).action(ArgAction::SetTrue),
+        Flag::Value { short, value_name } => arg
+            .short(short)
+            .value_name(value_name)
+            .value_parser((setting.value_parser)())
+            .action(ArgAction::Set),
+    };
+    let help = match default.and_then(shown_default) {
+        Some(default) if matches!(setting.flag, Flag::Value { .. }) => {
+            format!("{} [default: {default}]", setting.help())
         }
+        _ => setting.help(),
+    };
+    Some(arg.help(help))
+}
+
+/// A default as `--help` shows it: a string without quotes, a list comma-separated, nothing
+/// for an empty list.
+fn shown_default(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Array(items) if items.is_empty() => None,
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().filter_map(shown_default).collect();
+            Some(items.join(","))
+        }
+        other => Some(other.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use crate::settings::{EventFormat, Settings};
 
     #[test]
     fn flags_of_the_original_exporter_parse() {
@@ -107,20 +135,58 @@ mod tests {
             "-d",
         ])
         .unwrap();
-        let layer = args.layer();
+        let layer = args.flags;
         assert_eq!(layer.listen_port, Some(9101));
-        assert_eq!(layer.ignore_hosts.unwrap().len(), 3);
+        assert_eq!(layer.ignore_hosts.unwrap().0.len(), 3);
         assert_eq!(layer.log_events, Some(true));
         assert_eq!(layer.log_events_format, Some(EventFormat::Json));
         assert_eq!(layer.debug, Some(true));
+        assert_eq!(layer.bind_address.unwrap().to_string(), "127.0.0.1");
+        assert_eq!(layer.listen_path.unwrap().as_str(), "/m");
+        assert_eq!(layer.ensure_tracking, None);
+    }
+
+    #[test]
+    fn every_flag_has_its_long_and_short_spelling() {
+        let args = Args::try_parse_from([
+            "x",
+            "-c",
+            "/etc/c.toml",
+            "--bind-address",
+            "::1",
+            "-l",
+            "0",
+            "--listen-path",
+            "/probe",
+            "--ignore-hosts",
+            "[fd00::5]:3306",
+            "--log-events",
+            "--log-events-format",
+            "netfilter",
+            "--debug",
+            "--resync-interval",
+            "5m",
+            "--ensure-tracking",
+        ])
+        .unwrap();
+        assert_eq!(args.config, Some(PathBuf::from("/etc/c.toml")));
+        let layer = args.flags;
+        assert_eq!(layer.listen_port, Some(0));
+        assert_eq!(layer.ensure_tracking, Some(true));
+        assert_eq!(layer.resync_interval.unwrap().get().unwrap().as_secs(), 300);
+        for absent in ["--naming", "--host-idle-timeout", "--netlink-buffer-bytes"] {
+            assert!(
+                Args::try_parse_from(["x", absent, "1"]).is_err(),
+                "{absent}"
+            );
+        }
     }
 
     #[test]
     fn absent_flags_leave_the_file_alone() {
-        let layer = Args::try_parse_from(["conntrack_exporter"])
-            .unwrap()
-            .layer();
+        let layer = Args::try_parse_from(["conntrack_exporter"]).unwrap().flags;
         assert!(layer.listen_port.is_none() && layer.log_events.is_none());
+        assert!(layer.debug.is_none() && layer.ensure_tracking.is_none());
     }
 
     #[test]
@@ -129,11 +195,21 @@ mod tests {
         assert!(error.to_string().contains("ms, s, m, h, d"), "{error}");
         let error = Args::try_parse_from(["x", "-i", "nonsense"]).unwrap_err();
         assert!(error.to_string().contains("CIDR"), "{error}");
+        for (flag, value, rule) in [
+            ("-p", "//", "absolute path"),
+            ("-p", "/metrics?x=1", "absolute path"),
+            ("--resync-interval", "1ms", "at least 1s"),
+            ("-i", "fd00::5:3306", "[fd00::5]:3306"),
+            ("-l", "70000", "65535"),
+        ] {
+            let error = Args::try_parse_from(["x", flag, value]).unwrap_err();
+            assert!(error.to_string().contains(rule), "{flag} {value}: {error}");
+        }
     }
 
     #[test]
     fn defaults_shown_in_help_are_the_built_in_ones() {
-        let defaults = crate::settings::Settings::load(None, Layer::default()).unwrap();
+        let defaults = Settings::load(None, Layer::default()).unwrap();
         let help = Args::command().render_long_help().to_string();
         for shown in [
             format!("[default: {}]", defaults.bind_address),
@@ -142,12 +218,37 @@ mod tests {
             "[default: netfilter]".to_owned(),
             format!(
                 "[default: {}s]",
-                defaults.resync_interval.unwrap().as_secs()
+                defaults.resync_interval.get().unwrap().as_secs()
             ),
         ] {
             assert!(help.contains(&shown), "--help shows no {shown}");
         }
         assert_eq!(defaults.log_events_format, EventFormat::Netfilter);
+    }
+
+    #[test]
+    fn help_shows_the_default_file_s_value_of_every_flag() {
+        let table: toml::Table = DEFAULT_CONFIG.parse().unwrap();
+        let command = Args::command();
+        for setting in DEFINITIONS {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == setting.key);
+            let Some(arg) = arg else {
+                assert_eq!(setting.flag, Flag::None, "{} has no flag", setting.key);
+                continue;
+            };
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let default = shown_default(&table[setting.key]);
+            match (setting.flag, default) {
+                (Flag::Value { .. }, Some(default)) => assert!(
+                    help.ends_with(&format!("[default: {default}]")),
+                    "{}: {help}",
+                    setting.key
+                ),
+                _ => assert!(!help.contains("[default:"), "{}: {help}", setting.key),
+            }
+        }
     }
 
     #[test]

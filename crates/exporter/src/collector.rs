@@ -2,7 +2,6 @@
 //! to the tracker as they arrive, and re-dumps the table periodically and after lost events.
 
 use std::convert::Infallible;
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use ctnetlink::{
 use log::{debug, info, warn};
 use tracker::{Classifier, HostPattern, Tracker};
 
+use crate::error::Error;
 use crate::event_log::EventLog;
 use crate::exposition::{Counters, Status};
 use crate::line_queue::LineQueue;
@@ -68,7 +68,7 @@ pub(crate) fn start(
     status: Arc<Status>,
     counters: Counters,
     stop: Arc<AtomicBool>,
-) -> Result<SupervisedThread, SocketError> {
+) -> Result<SupervisedThread, Error> {
     let (started, startup) = mpsc::channel();
     let thread = SupervisedThread::spawn("collector", move || {
         let collector = Collector::open(settings, tracker, status, counters);
@@ -80,27 +80,21 @@ pub(crate) fn start(
             }
         };
         if let Err(error) = collector.resync(Reason::Startup) {
-            let _ = started.send(Err(error));
+            let _ = started.send(Err(error.into()));
             return Ok(());
         }
         let _ = started.send(Ok(()));
         collector.run(&stop);
         Ok(())
     })
-    .map_err(|source| SocketError::Io {
-        operation: "starting the collector thread",
-        source,
-    })?;
+    .map_err(Error::CollectorThread)?;
     match startup.recv() {
         Ok(Ok(())) => Ok(thread),
         Ok(Err(error)) => {
             thread.join();
             Err(error)
         }
-        Err(_) => Err(SocketError::Io {
-            operation: "starting the collector thread",
-            source: io::Error::other(format!("the collector thread {}", thread.join())),
-        }),
+        Err(_) => Err(Error::CollectorEnded(thread.join())),
     }
 }
 
@@ -167,7 +161,7 @@ impl Collector {
         tracker: Arc<Tracker>,
         status: Arc<Status>,
         counters: Counters,
-    ) -> Result<Collector, SocketError> {
+    ) -> Result<Collector, Error> {
         let events = EventSocket::subscribe(EventGroups::ALL)?;
         let queue = events.set_receive_queue(settings.netlink_buffer_bytes)?;
         if !queue.forced {
@@ -183,12 +177,8 @@ impl Collector {
         events.set_receive_timeout(TICK)?;
         let address_changes = AddressChanges::subscribe()?;
         let mut classifier = Classifier::new(settings.ignore_hosts.clone());
-        classifier.set_local_addresses(addresses::local_addresses().map_err(|source| {
-            SocketError::Io {
-                operation: "listing interface addresses",
-                source,
-            }
-        })?);
+        classifier
+            .set_local_addresses(addresses::local_addresses().map_err(Error::LocalAddresses)?);
         let table = ConntrackSocket::open()?;
         let now = Instant::now();
         let event_log = settings

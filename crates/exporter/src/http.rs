@@ -61,7 +61,10 @@ fn respond(path: &str, metrics_path: &str, exposition: &Exposition) -> Response<
         .unwrap_or_default()
 }
 
+/// The landing page. The metrics path is a clean URL path by the settings' rules; it is
+/// escaped all the same, so that no setting can put markup into the page.
 fn landing_page(metrics_path: &str) -> String {
+    let metrics_path = escape_html(metrics_path);
     format!(
         "<!DOCTYPE html>\n<html>\n<head><title>conntrack_exporter</title></head>\n<body>\n\
          <h1>conntrack_exporter</h1>\n\
@@ -71,4 +74,38 @@ fn landing_page(metrics_path: &str) -> String {
          <p>Version {}</p>\n</body>\n</html>\n",
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// `text` with the characters that mean something in HTML replaced by entities.
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_landing_page_links_the_metrics_path_escaped() {
+        assert!(landing_page("/metrics").contains("<a href=\"/metrics\">"));
+        let page = landing_page("/\"><script>x('&')</script>");
+        assert!(
+            page.contains(
+                "<a href=\"/&quot;&gt;&lt;script&gt;x(&#39;&amp;&#39;)&lt;/script&gt;\">"
+            ),
+            "{page}"
+        );
+        assert!(!page.contains("<script>"), "{page}");
+    }
 }

@@ -15,6 +15,7 @@
 
 mod cli;
 mod collector;
+mod error;
 mod event_log;
 pub mod exposition;
 mod http;
@@ -23,7 +24,6 @@ mod logging;
 pub mod settings;
 pub mod supervision;
 
-use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,7 @@ use tracker::Tracker;
 
 pub use crate::cli::Args;
 use crate::collector::CollectorSettings;
+pub use crate::error::Error;
 use crate::event_log::EventLog;
 use crate::exposition::{Exposition, Status};
 use crate::settings::Settings;
@@ -41,13 +42,18 @@ use crate::supervision::Ending;
 /// Runs the exporter with the command-line `args` until SIGTERM or SIGINT. An error is one
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
 /// printed as one line.
-pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let settings = Settings::load(args.config.as_deref(), args.layer())?;
+pub fn run(args: Args) -> Result<(), Error> {
+    let settings = Settings::load(args.config.as_deref(), args.flags)?;
     logging::init(settings.debug);
 
-    let address = SocketAddr::new(settings.bind_address, settings.listen_port);
-    let listener = TcpListener::bind(address)
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let requested = SocketAddr::new(settings.bind_address, settings.listen_port);
+    let listen_error = |source| Error::Listen {
+        address: requested,
+        source,
+    };
+    let listener = TcpListener::bind(requested).map_err(listen_error)?;
+    // With port 0 the kernel picks the port: name the one it picked.
+    let address = listener.local_addr().map_err(listen_error)?;
 
     let _tracking = settings
         .ensure_tracking
@@ -60,15 +66,15 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         Arc::clone(&tracker),
         Arc::clone(&status),
         settings.naming,
-        settings.host_idle_timeout,
+        settings.host_idle_timeout.0,
     );
     let stop = Arc::new(AtomicBool::new(false));
     let mut collector = collector::start(
         CollectorSettings {
-            ignore_hosts: settings.ignore_hosts.clone(),
-            resync_interval: settings.resync_interval,
-            netlink_buffer_bytes: settings.netlink_buffer_bytes,
-            netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes,
+            ignore_hosts: settings.ignore_hosts.0.clone(),
+            resync_interval: settings.resync_interval.get(),
+            netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
+            netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
             event_log: settings
                 .log_events
                 .then(|| EventLog::new(settings.log_events_format)),
@@ -86,7 +92,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(Error::Runtime)?;
     let served = runtime.block_on(collector.serve_while_alive(shutdown_signal(), |shutdown| {
         http::serve(
             listener,
@@ -95,16 +102,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
             shutdown,
         )
     }));
-    match served {
-        Ok(result) => result?,
-        Err(ending) => {
-            return Err(format!(
-                "the collector thread {ending}; without it the numbers would stay as they are, \
-                 so the exporter stops"
-            )
-            .into());
-        }
-    }
+    served
+        .map_err(Error::CollectorStopped)?
+        .map_err(Error::Http)?;
 
     info!("stopping");
     stop.store(true, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
 use std::process::Command;
 
 use common::binary;
@@ -115,5 +116,72 @@ fn without_cap_net_admin_it_says_so() {
         }
         let line = single_error_line(&mut command);
         assert!(line.contains("CAP_NET_ADMIN"), "{extra:?}: {line:?}");
+    }
+}
+
+#[test]
+fn a_config_path_that_is_not_a_regular_file_is_refused_at_once() {
+    let test = "a_config_path_that_is_not_a_regular_file_is_refused_at_once";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    let directory = TempDir::new(test);
+    let fifo = directory.path().join("fifo.toml");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success(), "mkfifo: {status}");
+    let large = directory.write("large.toml", &"#".repeat((1 << 20) + 1));
+    // Nobody ever writes to the FIFO or stops reading /dev/zero: reading either would hang
+    // or fill memory, and the bounded wait would fail the test.
+    for (path, rule) in [
+        (fifo.as_path(), "is a FIFO, not a regular file"),
+        (Path::new("/dev/zero"), "is a device, not a regular file"),
+        (directory.path(), "is a directory, not a regular file"),
+        (large.as_path(), "larger than 1048576 bytes"),
+    ] {
+        let line = single_error_line(Command::new(binary()).arg("-c").arg(path));
+        let expected = format!("config file {}: {rule}", path.display());
+        assert!(
+            line.starts_with(&expected),
+            "{line:?} should start with {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn settings_that_make_no_sense_are_refused_with_the_rule() {
+    let test = "settings_that_make_no_sense_are_refused_with_the_rule";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    let directory = TempDir::new(test);
+    for (text, rule) in [
+        (
+            "netlink_buffer_bytes = 0\n",
+            "netlink_buffer_bytes: 0 is not a queue size",
+        ),
+        (
+            "listen_path = \"//\"\n",
+            "listen_path: \"//\" is not a metrics path",
+        ),
+        (
+            "listen_path = \"/metrics?x=1\"\n",
+            "listen_path: \"/metrics?x=1\" is not a metrics path",
+        ),
+        (
+            "resync_interval = \"1ms\"\n",
+            "resync_interval: \"1ms\" is too short",
+        ),
+        (
+            "ignore_hosts = [\"fd00::5:3306\"]\n",
+            "ignore_hosts: \"fd00::5:3306\" is ambiguous",
+        ),
+    ] {
+        let config = directory.write("absurd.toml", text);
+        let line = single_error_line(Command::new(binary()).arg("-c").arg(&config));
+        let expected = format!("{}:1: {rule}", config.display());
+        assert!(
+            line.starts_with(&expected),
+            "{line:?} should start with {expected:?}"
+        );
     }
 }

@@ -58,7 +58,9 @@ impl ExporterCommand {
         self
     }
 
-    /// Listens on `port` instead of a free one.
+    /// Listens on `port` instead of a free one; with `0` the kernel picks the port, which
+    /// is learnt from the exporter's start-up line (`serving metrics at http://ADDRESS:PORT/…`)
+    /// and is not exempted from tracking.
     pub fn port(mut self, port: u16) -> ExporterCommand {
         self.port = Some(port);
         self
@@ -96,7 +98,7 @@ impl ExporterCommand {
     #[track_caller]
     pub fn start(self) -> Exporter {
         let port = self.port.unwrap_or_else(free_port);
-        if self.exempt_port {
+        if self.exempt_port && port != 0 {
             exempt_port_from_tracking(port);
         }
         let mut process = Process::spawn(
@@ -127,9 +129,19 @@ impl ExporterCommand {
         let deadline = self
             .ready_within
             .map_or_else(test_deadline, |limit| Instant::now() + limit);
+        if port == 0 {
+            exporter.learn_served_port(deadline);
+        }
         exporter.wait_ready(deadline);
         exporter
     }
+}
+
+/// The port of the exporter's start-up line `... serving metrics at http://ADDRESS:PORT/PATH`.
+fn served_port(line: &str) -> Option<u16> {
+    let url = line.split_once("serving metrics at http://")?.1;
+    let authority = url.split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
 }
 
 /// A running exporter. Dropping it kills the process (also when the caller panics).
@@ -149,6 +161,25 @@ impl Exporter {
     #[track_caller]
     pub fn start(binary: impl Into<PathBuf>, args: &[&str]) -> Exporter {
         ExporterCommand::new(binary).args(args).start()
+    }
+
+    #[track_caller]
+    fn learn_served_port(&mut self, deadline: Instant) {
+        let process = &mut self.process;
+        let stderr = &self.stderr;
+        self.port = within("the exporter names the port it serves on", deadline, || {
+            if let Some(status) = process.exit_status() {
+                panic!(
+                    "the exporter exited during start-up with {status}; its log:\n{}",
+                    stderr.text()
+                );
+            }
+            stderr
+                .lines()
+                .iter()
+                .find_map(|line| served_port(line))
+                .ok_or_else(|| format!("no start-up line in:\n{}", stderr.text()))
+        });
     }
 
     #[track_caller]

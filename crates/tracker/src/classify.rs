@@ -2,12 +2,11 @@
 //! is in, and whether it is counted at all.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
+use std::net::IpAddr;
 
 use ctnetlink::{Entry, Protocol, Tuple};
 
+use crate::patterns::{HostPattern, HostPatterns};
 use crate::state::StateGroup;
 
 /// The labels a connection is aggregated under. Today only the remote host; further opt-in
@@ -39,7 +38,7 @@ pub struct Classification {
 #[derive(Debug, Clone, Default)]
 pub struct Classifier {
     local: HashSet<IpAddr>,
-    ignore: Vec<HostPattern>,
+    ignore: HostPatterns,
 }
 
 impl Classifier {
@@ -47,7 +46,7 @@ impl Classifier {
     pub fn new(ignore: Vec<HostPattern>) -> Classifier {
         Classifier {
             local: HashSet::new(),
-            ignore,
+            ignore: ignore.into_iter().collect(),
         }
     }
 
@@ -72,11 +71,7 @@ impl Classifier {
             None => None,
         };
         let (host, remote_port) = self.remote_end(entry);
-        if self
-            .ignore
-            .iter()
-            .any(|pattern| pattern.matches(host, remote_port))
-        {
+        if self.ignore.matches(host, remote_port) {
             return None;
         }
         Some(Classification {
@@ -100,135 +95,6 @@ impl Classifier {
             .or_else(|| entry.reply.as_ref().and_then(far_end_of))
             .unwrap_or((entry.original.dst, entry.original.dst_port()))
     }
-}
-
-/// One `--ignore-hosts` entry: an address, an address with the remote port, or a network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostPattern {
-    /// Every connection with this remote address.
-    Address(IpAddr),
-    /// Connections with this remote address and remote port (`10.0.0.5:3306`,
-    /// `[fd00::5]:3306`).
-    Endpoint(SocketAddr),
-    /// Every connection whose remote address is in this network (`10.0.0.0/8`).
-    Network(Network),
-}
-
-impl HostPattern {
-    /// True when a connection to `host` (remote port `port`) matches.
-    pub fn matches(&self, host: IpAddr, port: Option<u16>) -> bool {
-        match self {
-            HostPattern::Address(address) => canonical(*address) == canonical(host),
-            HostPattern::Endpoint(endpoint) => {
-                canonical(endpoint.ip()) == canonical(host) && Some(endpoint.port()) == port
-            }
-            HostPattern::Network(network) => network.contains(host),
-        }
-    }
-}
-
-impl FromStr for HostPattern {
-    type Err = PatternError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        if text.contains('/') {
-            return text.parse().map(HostPattern::Network);
-        }
-        if let Ok(address) = text.parse::<IpAddr>() {
-            return Ok(HostPattern::Address(address));
-        }
-        if let Ok(endpoint) = text.parse::<SocketAddr>() {
-            return Ok(HostPattern::Endpoint(endpoint));
-        }
-        Err(PatternError(text.to_owned()))
-    }
-}
-
-impl fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostPattern::Address(address) => address.fmt(f),
-            HostPattern::Endpoint(endpoint) => endpoint.fmt(f),
-            HostPattern::Network(network) => network.fmt(f),
-        }
-    }
-}
-
-/// A host pattern that is neither an address, an `address:port` nor a network.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{0:?} is not a host pattern: expected an IP address (10.0.0.5, fd00::5), an address with a port (10.0.0.5:3306, [fd00::5]:3306) or a network in CIDR notation (10.0.0.0/8, fd00::/8)"
-)]
-pub struct PatternError(pub String);
-
-/// An IP network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    /// True when `address` is inside this network. IPv4-mapped IPv6 addresses match IPv4
-    /// networks.
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.address, canonical(address)) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                prefix_equal(&network.octets(), &address.octets(), self.prefix)
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                prefix_equal(&network.octets(), &address.octets(), self.prefix)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Network {
-    type Err = PatternError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || PatternError(text.to_owned());
-        let (address, prefix) = text.split_once('/').ok_or_else(invalid)?;
-        let address: IpAddr = address.parse().map_err(|_| invalid())?;
-        let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(invalid());
-        }
-        Ok(Network {
-            address: canonical(address),
-            prefix,
-        })
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.5`) compare as the IPv4 address they carry.
-fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-fn prefix_equal(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let whole = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    if a[..whole] != b[..whole] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    a[whole] & mask == b[whole] & mask
 }
 
 #[cfg(test)]
@@ -340,39 +206,5 @@ mod tests {
         assert!(c.classify(&to("192.169.0.1", 80)).is_some());
         let v6 = tcp_entry("fd00::1", 1, "fd00:0:1::2", 80, TcpState::Established);
         assert_eq!(c.classify(&v6), None);
-    }
-
-    #[test]
-    fn patterns_parse_and_reject_clearly() {
-        assert_eq!("10.1.2.3".parse(), Ok(HostPattern::Address(ip("10.1.2.3"))));
-        assert_eq!(
-            "[fd00::5]:3306".parse::<HostPattern>().unwrap().to_string(),
-            "[fd00::5]:3306"
-        );
-        assert_eq!(
-            "10.0.0.0/8".parse::<HostPattern>().unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        for bad in [
-            "10.0.0.0/33",
-            "host.example",
-            "10.0.0.1:99999",
-            "fd00::/129",
-            "",
-        ] {
-            let error = bad.parse::<HostPattern>().unwrap_err();
-            assert!(error.to_string().contains("CIDR"), "{error}");
-        }
-    }
-
-    #[test]
-    fn networks_respect_partial_prefix_bytes() {
-        let network: Network = "10.0.0.0/12".parse().unwrap();
-        assert!(network.contains(ip("10.15.255.255")));
-        assert!(!network.contains(ip("10.16.0.0")));
-        assert!(network.contains(ip("::ffff:10.1.0.1")));
-        let all: Network = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("8.8.8.8")));
-        assert!(!all.contains(ip("fd00::1")));
     }
 }

@@ -26,9 +26,13 @@
 //! ```
 
 mod classify;
+mod networks;
+mod patterns;
 mod state;
 mod table;
 
-pub use classify::{Classification, Classifier, HostPattern, Labels, Network, PatternError};
+pub use classify::{Classification, Classifier, Labels};
+pub use networks::NetworkMap;
+pub use patterns::{HostPattern, HostPatterns, PatternError};
 pub use state::StateGroup;
 pub use table::{Change, HostCounts, Resync, ResyncOutcome, Tracker};

@@ -1,0 +1,50 @@
+//! Why the exporter could not start or had to stop. Each message is one line meant for the
+//! operator: `conntrack_exporter: error: <message>`.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::settings::SettingsError;
+
+/// A failure that ends the exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings are invalid, or the config file cannot be read.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The HTTP endpoint's address cannot be listened on (in use, not local, no permission).
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address asked for.
+        address: SocketAddr,
+        /// The reason.
+        source: io::Error,
+    },
+    /// Switching connection tracking on (`--ensure-tracking`) failed.
+    #[error(transparent)]
+    Tracking(#[from] ctnetlink::TrackingError),
+    /// The collector could not subscribe to events, set up its sockets or read the table.
+    #[error(transparent)]
+    Kernel(#[from] ctnetlink::SocketError),
+    /// The addresses of this namespace's interfaces could not be listed.
+    #[error("listing interface addresses: {0}")]
+    LocalAddresses(io::Error),
+    /// The collector thread could not be created.
+    #[error("cannot start the collector thread: {0}")]
+    CollectorThread(io::Error),
+    /// The collector thread ended during start-up without saying why (it panicked).
+    #[error("the collector thread {0} during start-up")]
+    CollectorEnded(crate::supervision::Ending),
+    /// The collector thread ended while the exporter was serving: the numbers would no longer
+    /// change, so the exporter stops for its supervisor to restart it.
+    #[error(
+        "the collector thread {0}; without it the numbers would stay as they are, so the exporter stops"
+    )]
+    CollectorStopped(crate::supervision::Ending),
+    /// The asynchronous runtime of the HTTP endpoint could not be built.
+    #[error("cannot start the HTTP runtime: {0}")]
+    Runtime(io::Error),
+    /// The HTTP endpoint failed.
+    #[error("HTTP endpoint: {0}")]
+    Http(io::Error),
+}

@@ -1,0 +1,269 @@
+//! The exporter's settings: built-in defaults, overlaid by the config file, overlaid by the
+//! command line.
+//!
+//! Each setting is defined once, in the list below: its doc comment (also its `--help`
+//! text), key, type and flag. The struct of resolved settings, the layers that the defaults,
+//! the file and the flags give, their overlay, the flags themselves and `--help` all come
+//! from that list. The defaults are the documented default config file itself, compiled in,
+//! so the file and the behaviour cannot drift apart; a test checks that it holds exactly the
+//! keys defined here. Adding a setting: one entry here, one documented line in
+//! `config/conntrack_exporter.toml`.
+
+mod definition;
+mod error;
+mod file;
+mod values;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use definition::define_settings;
+pub(crate) use definition::{Definition, Flag};
+pub use error::SettingsError;
+pub(crate) use values::EventFormat;
+pub use values::Naming;
+use values::{HostList, HumanDuration, ListenPath, QueueBytes, ResyncInterval};
+
+/// The default config file, as shipped in `config/conntrack_exporter.toml`.
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../../config/conntrack_exporter.toml");
+
+/// How the built-in defaults are named in errors.
+const BUILT_IN: &str = "built-in defaults";
+
+define_settings! {
+    /// Address of the HTTP endpoint.
+    bind_address: IpAddr = Flag::value('b', "IP");
+
+    /// Port of the HTTP endpoint; 0 takes a free port, which the log names.
+    listen_port: u16 = Flag::value('l', "PORT");
+
+    /// Path of the metrics: an absolute path of letters, digits, '-', '.', '_' and '~'
+    /// between single slashes.
+    listen_path: ListenPath = Flag::value('p', "PATH");
+
+    /// Comma-separated remote hosts not to count: IPs, IP:port ([fd00::5]:3306 for IPv6) or
+    /// CIDR networks.
+    ignore_hosts: HostList = Flag::value('i', "HOSTS");
+
+    /// Print one line per connection event to standard output.
+    log_events: bool = Flag::switch('e');
+
+    /// Format of the event lines.
+    log_events_format: EventFormat = Flag::value('f', "FORMAT");
+
+    /// Log debugging detail to standard error.
+    debug: bool = Flag::switch('d');
+
+    /// Time between full re-reads of the table that correct the live view, e.g. 30s or 5m;
+    /// at least 1s, or 0 to turn them off.
+    resync_interval: ResyncInterval = Flag::long_value("DURATION");
+
+    /// Metric names: seed (the original exporter's, ending in _total) or plain.
+    naming: Naming = Flag::None;
+
+    /// How long a host whose connections have all gone stays in the output, with zeros.
+    host_idle_timeout: HumanDuration = Flag::None;
+
+    /// Switch connection tracking on in this network namespace while running.
+    ensure_tracking: bool = Flag::long_switch();
+
+    /// Size of the kernel's event receive queue in bytes.
+    netlink_buffer_bytes: QueueBytes = Flag::None;
+
+    /// Largest size in bytes the event receive queue doubles to after events were lost.
+    netlink_buffer_max_bytes: QueueBytes = Flag::None;
+}
+
+impl Settings {
+    /// Resolves the built-in defaults overlaid by the file at `path` (if any), overlaid by
+    /// `flags`.
+    pub(crate) fn load(path: Option<&Path>, flags: Layer) -> Result<Settings, SettingsError> {
+        let file = match path {
+            Some(path) => Layer::parse(&path.display().to_string(), &file::read(path)?)?,
+            None => Layer::default(),
+        };
+        Settings::over_defaults(file.overlay(flags))
+    }
+
+    /// Resolves the built-in defaults overlaid by `layer`, and checks the settings against
+    /// each other.
+    fn over_defaults(layer: Layer) -> Result<Settings, SettingsError> {
+        let defaults = Layer::parse(BUILT_IN, DEFAULT_CONFIG)?;
+        let settings = defaults.overlay(layer).resolve()?;
+        let (initial, max) = (
+            settings.netlink_buffer_bytes.0,
+            settings.netlink_buffer_max_bytes.0,
+        );
+        if max < initial {
+            return Err(SettingsError::QueueCannotGrow { initial, max });
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    fn load_text(text: &str) -> Result<Settings, SettingsError> {
+        Settings::over_defaults(Layer::parse("test.toml", text)?)
+    }
+
+    #[test]
+    fn the_default_file_sets_every_key() {
+        let settings = load_text("").unwrap();
+        assert_eq!(settings.listen_port, 9318);
+        assert_eq!(settings.bind_address.to_string(), "0.0.0.0");
+        assert_eq!(settings.listen_path.as_str(), "/metrics");
+        assert_eq!(
+            settings.resync_interval.get(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(settings.naming, Naming::Seed);
+        assert!(!settings.ensure_tracking);
+    }
+
+    #[test]
+    fn the_default_file_holds_exactly_the_defined_keys() {
+        let table: toml::Table = DEFAULT_CONFIG.parse().unwrap();
+        let in_file: BTreeSet<&str> = table.keys().map(String::as_str).collect();
+        let defined: BTreeSet<&str> = DEFINITIONS.iter().map(|setting| setting.key).collect();
+        assert_eq!(in_file, defined);
+        assert_eq!(defined.len(), DEFINITIONS.len(), "a key is defined twice");
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_flags_override_both() {
+        let file = Layer::parse("f", "listen_port = 9100\nnaming = \"plain\"\n").unwrap();
+        let flags = Layer {
+            listen_port: Some(9200),
+            ..Layer::default()
+        };
+        let settings = Settings::over_defaults(file.overlay(flags)).unwrap();
+        assert_eq!(settings.listen_port, 9200);
+        assert_eq!(settings.naming, Naming::Plain);
+    }
+
+    #[test]
+    fn resync_interval_zero_disables() {
+        let settings = load_text("resync_interval = \"0\"").unwrap();
+        assert_eq!(settings.resync_interval.get(), None);
+    }
+
+    #[test]
+    fn errors_name_file_line_key_and_what_is_allowed() {
+        let cases = [
+            (
+                "\n\nlisten_port = \"abc\"\n",
+                "test.toml:3: listen_port: ",
+                "u16",
+            ),
+            (
+                "listen_prot = 1\n",
+                "test.toml:1: ",
+                "unknown field `listen_prot`",
+            ),
+            (
+                "\nnaming = \"fancy\"\n",
+                "test.toml:2: naming",
+                "`seed` or `plain`",
+            ),
+            (
+                "resync_interval = \"soon\"\n",
+                "test.toml:1: ",
+                "ms, s, m, h, d",
+            ),
+            (
+                "ignore_hosts = [\"10.0.0.0/99\"]\n",
+                "test.toml:1: ",
+                "CIDR",
+            ),
+            (
+                "listen_path = \"metrics\"\n",
+                "test.toml:1: ",
+                "absolute path",
+            ),
+            ("listen_port = 70000\n", "test.toml:1: listen_port", "u16"),
+            (
+                "log_events_format = \"xml\"\n",
+                "test.toml:1: ",
+                "`netfilter` or `json`",
+            ),
+            ("debug = true\n[debug]\n", "test.toml:2: ", "duplicate key"),
+            ("[web]\nport = 1\n", "test.toml:1: ", "unknown field `web`"),
+        ];
+        for (text, prefix, allowed) in cases {
+            let message = load_text(text).unwrap_err().to_string();
+            assert!(
+                message.starts_with(prefix),
+                "{message:?} should start with {prefix:?}"
+            );
+            assert!(
+                message.contains(allowed),
+                "{message:?} should mention {allowed:?}"
+            );
+            assert!(!message.contains('\n'), "{message:?} should be one line");
+        }
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_the_rule() {
+        let cases = [
+            (
+                "netlink_buffer_bytes = 0\n",
+                "test.toml:1: netlink_buffer_bytes: 0 is not a queue size: expected a number of bytes from 4096 to 1073741824",
+            ),
+            (
+                "\nnetlink_buffer_max_bytes = 4294967296\n",
+                "test.toml:2: netlink_buffer_max_bytes: 4294967296 is not a queue size",
+            ),
+            (
+                "netlink_buffer_bytes = -1\n",
+                "test.toml:1: netlink_buffer_bytes: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                "listen_path = \"//\"\n",
+                "test.toml:1: listen_path: \"//\" is not a metrics path",
+            ),
+            (
+                "listen_path = \"/metrics?x=1\"\n",
+                "test.toml:1: listen_path: \"/metrics?x=1\" is not a metrics path",
+            ),
+            (
+                "resync_interval = \"1ms\"\n",
+                "test.toml:1: resync_interval: \"1ms\" is too short: at least 1s, or \"0\" to turn the periodic resync off",
+            ),
+            (
+                "host_idle_timeout = \"1000y\"\n",
+                "test.toml:1: host_idle_timeout: \"1000y\" is too long: at most 365d",
+            ),
+            (
+                "ignore_hosts = [\"10.0.0.1\",\n  \"fd00::5:3306\"]\n",
+                "test.toml:1: ignore_hosts: \"fd00::5:3306\" is ambiguous: write \"[fd00::5]:3306\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = load_text(text).unwrap_err().to_string();
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn contradicting_buffer_sizes_are_rejected() {
+        let text = "netlink_buffer_bytes = 8192\nnetlink_buffer_max_bytes = 4096\n";
+        let message = load_text(text).unwrap_err().to_string();
+        assert!(message.contains("netlink_buffer_max_bytes"), "{message}");
+    }
+
+    #[test]
+    fn the_smallest_queue_that_cannot_grow_is_allowed() {
+        let text = "netlink_buffer_bytes = 4096\nnetlink_buffer_max_bytes = 4096\n";
+        let settings = load_text(text).unwrap();
+        assert_eq!(settings.netlink_buffer_max_bytes, QueueBytes(4096));
+    }
+}
