@@ -6,11 +6,9 @@ use std::path::PathBuf;
 /// A web configuration file, or a file it names, that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read.
-    #[error("cannot read {what} {}: {source}", path.display())]
+    /// The web configuration file could not be read.
+    #[error("cannot read web configuration file {}: {source}", path.display())]
     Read {
-        /// What the file is for, as the configuration names it (`cert_file`, ...).
-        what: String,
         /// The file.
         path: PathBuf,
         /// Why.
@@ -26,8 +24,8 @@ pub enum Error {
         /// The key and what is wrong with it, with what is allowed.
         message: String,
     },
-    /// The settings are well-formed but cannot work, or the certificates and keys they name
-    /// are not usable.
+    /// The settings are well-formed but cannot work, or the certificate, key or CA files they
+    /// name cannot be read or used.
     #[error("{}: {key}: {message}", path.display())]
     Invalid {
         /// The web configuration file.

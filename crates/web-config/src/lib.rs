@@ -75,7 +75,6 @@ impl WebConfig {
     /// error is one line naming the file, and the line and key where they are known.
     pub fn load(path: &Path) -> Result<WebConfig, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            what: "web configuration file".into(),
             path: path.to_owned(),
             source,
         })?;

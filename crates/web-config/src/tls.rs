@@ -206,10 +206,10 @@ impl Source {
 
     fn read(&self, config: &Path) -> Result<Vec<u8>, Error> {
         match self {
-            Source::File { key, path } => std::fs::read(path).map_err(|source| Error::Read {
-                what: format!("{key} of {}", config.display()),
-                path: path.clone(),
-                source,
+            Source::File { key, path } => std::fs::read(path).map_err(|error| Error::Invalid {
+                path: config.to_owned(),
+                key,
+                message: format!("cannot read {}: {error}", path.display()),
             }),
             Source::Inline(text) => Ok(text.clone().into_bytes()),
         }
@@ -270,8 +270,18 @@ impl TlsSettings {
         };
         let dir = config.parent().unwrap_or(Path::new("."));
         let client_auth = section.client_auth_type.unwrap_or_default();
-        let certificate = Source::new("cert_file", section.cert_file, section.cert, dir);
-        let key = Source::new("key_file", section.key_file, section.key, dir);
+        let certificate = Source::new(
+            "tls_server_config.cert_file",
+            section.cert_file,
+            section.cert,
+            dir,
+        );
+        let key = Source::new(
+            "tls_server_config.key_file",
+            section.key_file,
+            section.key,
+            dir,
+        );
         let client_ca = Source::new(
             "client_ca_file",
             section.client_ca_file,
