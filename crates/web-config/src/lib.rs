@@ -13,7 +13,7 @@
 //!   headers:
 //!     X-Frame-Options: deny
 //! basic_auth_users:
-//!   prometheus: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG
+//!   prometheus: $2y$10$fz8GAQfOxsz7waKUIJYsxO0j6b/XkrfKo.uR5B8a7Wak.GKYnEOBK
 //! ```
 //!
 //! The crate serves nothing itself; an accept loop asks it what to do:
