@@ -13,10 +13,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+use benches::table;
 use conntrack_exporter::exposition::{Exposition, Status};
 use conntrack_exporter::settings::Naming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use benches::table;
 
 fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");

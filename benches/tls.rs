@@ -110,8 +110,16 @@ async fn scrape(sender: &mut SendRequest<Empty<Bytes>>) -> usize {
         .header("host", "localhost")
         .body(Empty::new())
         .unwrap();
+    // The previous response is read, but the connection may still be finishing it.
+    sender.ready().await.unwrap();
     let response = sender.send_request(request).await.unwrap();
-    response.into_body().collect().await.unwrap().to_bytes().len()
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len()
 }
 
 /// A web configuration with a certificate for localhost, and a client that trusts it.
@@ -130,7 +138,10 @@ fn tls_setup(dir: &std::path::Path) -> (ReloadingAcceptor, TlsConnector) {
     let web = WebConfig::load(&path).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(certificate.pem().as_bytes()).unwrap())
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(certificate.pem().as_bytes())
+                .unwrap(),
+        )
         .unwrap();
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -139,7 +150,10 @@ fn tls_setup(dir: &std::path::Path) -> (ReloadingAcceptor, TlsConnector) {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    (web.tls().unwrap().clone(), TlsConnector::from(Arc::new(client)))
+    (
+        web.tls().unwrap().clone(),
+        TlsConnector::from(Arc::new(client)),
+    )
 }
 
 fn over_tls(c: &mut Criterion) {
@@ -168,7 +182,10 @@ fn over_tls(c: &mut Criterion) {
                 connect(address, tls.then(|| connector.clone())).await
             });
             let bytes = runtime.block_on(scrape(&mut sender));
-            assert!(bytes > 200_000, "the page for 1,000 hosts has {bytes} bytes");
+            assert!(
+                bytes > 200_000,
+                "the page for 1,000 hosts has {bytes} bytes"
+            );
             group.bench_function(name, |b| {
                 b.iter(|| black_box(runtime.block_on(scrape(&mut sender))))
             });

@@ -180,6 +180,51 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_is_valid() {
+        let example = include_str!("../../../config/web-config.example.yml");
+        let file = parse(Path::new("web-config.example.yml"), example).unwrap();
+        let tls = file.tls_server_config.unwrap();
+        assert_eq!(
+            tls.cert_file.as_deref(),
+            Some("/etc/conntrack-exporter/tls/server.crt")
+        );
+        // Its commented-out entries are valid too, once uncommented (the hash aside, which
+        // the reader makes).
+        let is_entry = |text: &str| {
+            let text = text.trim_start();
+            let key_end = text
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(text.len());
+            text.starts_with("- ")
+                || (key_end > 0 && text[key_end..].starts_with(':') && {
+                    let after = &text[key_end + 1..];
+                    after.is_empty() || after.starts_with(' ')
+                })
+        };
+        let uncommented: String = example
+            .lines()
+            .map(|line| {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                match line.trim_start().strip_prefix("# ") {
+                    Some(rest) if is_entry(rest) => format!("{indent}{rest}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect::<String>()
+            .replace(
+                "$2y$10$...",
+                "$2y$04$Tv0GlZao/dMnlg92XliyVO5AFJAXIEv.7JFY5BV1WL6I/4zjeSX6.",
+            );
+        let file = parse(Path::new("uncommented.yml"), &uncommented)
+            .unwrap_or_else(|error| panic!("{error}\n{uncommented}"));
+        let tls = file.tls_server_config.unwrap();
+        assert!(tls.client_auth_type.is_some() && tls.cipher_suites.is_some());
+        assert!(tls.curve_preferences.is_some() && tls.client_allowed_sans.is_some());
+        assert_eq!(file.http_server_config.unwrap().headers.unwrap().0.len(), 5);
+        assert_eq!(file.basic_auth_users.unwrap().len(), 1);
+    }
+
+    #[test]
     fn malformed_yaml_is_one_line_with_its_position() {
         let message = error("tls_server_config:\n  cert_file: [a\n");
         assert!(message.starts_with("/etc/web.yml:"), "{message}");

@@ -146,11 +146,18 @@ impl fmt::Display for WebConfig {
         if self.http2() {
             f.write_str(", HTTP/2")?;
         }
+        let plural = |count: usize| if count == 1 { "" } else { "s" };
         match &self.basic_auth {
-            Some(auth) => write!(f, ", basic auth ({} users)", auth.users())?,
+            Some(auth) => write!(
+                f,
+                ", basic auth ({} user{})",
+                auth.users(),
+                plural(auth.users())
+            )?,
             None => f.write_str(", no basic auth")?,
         }
-        write!(f, ", {} security headers", self.headers.len())
+        let headers = self.headers.len();
+        write!(f, ", {headers} security header{}", plural(headers))
     }
 }
 
