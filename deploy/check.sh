@@ -216,32 +216,22 @@ chart_custom() {
         python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/custom.yaml" \
             --values "$CUSTOM_VALUES" --differs-from "$WORK_DIR/default.yaml"
 }
-chart_podmonitor() {
-    render "$WORK_DIR/podmonitor.yaml" -f "$WORK_DIR/podmonitor-values.yaml" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/podmonitor.yaml" \
-            --values "$WORK_DIR/podmonitor-values.yaml"
-}
-chart_web_config() {
-    render "$WORK_DIR/web-config.yaml" -f "$WEB_CONFIG_VALUES" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/web-config.yaml" \
-            --values "$WEB_CONFIG_VALUES"
-}
-chart_client_cert() {
-    render "$WORK_DIR/client-cert.yaml" -f "$WORK_DIR/client-cert-values.yaml" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/client-cert.yaml" \
-            --values "$WORK_DIR/client-cert-values.yaml"
-}
-chart_existing_secret() {
-    render "$WORK_DIR/existing-secret.yaml" -f "$WORK_DIR/existing-secret-values.yaml" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/existing-secret.yaml" \
-            --values "$WORK_DIR/existing-secret-values.yaml"
+# chart_matches NAME VALUES_FILE: renders the chart with VALUES_FILE and checks the output
+# against those values.
+chart_matches() {
+    render "$WORK_DIR/$1.yaml" -f "$2" &&
+        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/$1.yaml" --values "$2"
 }
 check "helm template (default values) matches the values" chart_default
 check "helm template (ci/custom-values.yaml: ServiceMonitor, PrometheusRule, non-root) matches the values" chart_custom
-check "helm template (PodMonitor, no Service, null config key) matches the values" chart_podmonitor
-check "helm template (ci/web-config-values.yaml: HTTPS, basic auth, ServiceMonitor with tlsConfig and basicAuth) matches the values" chart_web_config
-check "helm template (client certificates required: TCP probes, PodMonitor over HTTPS) matches the values" chart_client_cert
-check "helm template (web configuration from an existing Secret) matches the values" chart_existing_secret
+check "helm template (PodMonitor, no Service, null config key) matches the values" \
+    chart_matches podmonitor "$WORK_DIR/podmonitor-values.yaml"
+check "helm template (ci/web-config-values.yaml: HTTPS, basic auth, ServiceMonitor with tlsConfig and basicAuth) matches the values" \
+    chart_matches web-config "$WEB_CONFIG_VALUES"
+check "helm template (client certificates required: TCP probes, PodMonitor over HTTPS) matches the values" \
+    chart_matches client-cert "$WORK_DIR/client-cert-values.yaml"
+check "helm template (web configuration from an existing Secret) matches the values" \
+    chart_matches existing-secret "$WORK_DIR/existing-secret-values.yaml"
 
 check "schema rejects config.listen_port=abc" \
     expect_failure "specifications of the schema" "/config/listen_port.*got string" -- \

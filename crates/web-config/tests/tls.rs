@@ -5,7 +5,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{Authority, BODY, Server, TempDir, curl, load, require, write_server_files};
+use common::{
+    Authority, BODY, Server, TempDir, curl, curl_with_certificate, load, require,
+    write_server_files,
+};
 
 /// A TLS server with `extra` appended to its `tls_server_config`, and its directory.
 fn tls_server(name: &str, authority: &Authority, extra: &str) -> (TempDir, Server) {
@@ -208,25 +211,15 @@ fn a_required_client_certificate_is_verified_against_the_client_ca() {
     );
     let url = server.url("https");
     let cacert = ca(&server_dir);
-    let with_certificate = |issued: common::Issued, name: &str| {
-        let certificate = dir.write(&format!("{name}.crt"), issued.certificate);
-        let key = dir.write(&format!("{name}.key"), issued.key);
-        curl(
-            &url,
-            &[
-                "--cacert",
-                &cacert,
-                "--cert",
-                &certificate.display().to_string(),
-                "--key",
-                &key.display().to_string(),
-            ],
-        )
-    };
-
-    let answer = with_certificate(clients.client(&["prometheus.example"]), "good");
+    let answer =
+        curl_with_certificate(&url, &cacert, &dir, clients.client(&["prometheus.example"]));
     assert!(answer.ok && answer.status == 200, "{answer:?}");
-    let answer = with_certificate(strangers.client(&["prometheus.example"]), "stranger");
+    let answer = curl_with_certificate(
+        &url,
+        &cacert,
+        &dir,
+        strangers.client(&["prometheus.example"]),
+    );
     assert!(
         !answer.ok,
         "a certificate of another CA was accepted: {answer:?}"
@@ -251,20 +244,7 @@ fn verify_if_given_lets_clients_without_a_certificate_in_but_not_wrong_ones() {
     let url = server.url("https");
     let cacert = ca(&dir);
     assert!(curl(&url, &["--cacert", &cacert]).ok);
-    let stranger = strangers.client(&["x.example"]);
-    let certificate = dir.write("stranger.crt", stranger.certificate);
-    let key = dir.write("stranger.key", stranger.key);
-    let answer = curl(
-        &url,
-        &[
-            "--cacert",
-            &cacert,
-            "--cert",
-            &certificate.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-        ],
-    );
+    let answer = curl_with_certificate(&url, &cacert, &dir, strangers.client(&["x.example"]));
     assert!(!answer.ok, "{answer:?}");
 }
 
@@ -280,19 +260,7 @@ fn require_any_client_certificate_takes_a_self_signed_one_but_not_none() {
     let cacert = ca(&dir);
     assert!(!curl(&url, &["--cacert", &cacert]).ok);
     let anyone = Authority::new("self-made").client(&["me.example"]);
-    let certificate = dir.write("me.crt", anyone.certificate);
-    let key = dir.write("me.key", anyone.key);
-    let answer = curl(
-        &url,
-        &[
-            "--cacert",
-            &cacert,
-            "--cert",
-            &certificate.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-        ],
-    );
+    let answer = curl_with_certificate(&url, &cacert, &dir, anyone);
     assert!(answer.ok && answer.status == 200, "{answer:?}");
 }
 
@@ -330,20 +298,7 @@ fn client_allowed_sans_admit_only_certificates_naming_an_allowed_one() {
         (&["grafana.monitoring.svc"][..], false),
         (&["prometheus.monitoring.svc.evil.example"][..], false),
     ] {
-        let issued = clients.client(names);
-        let certificate = dir.write("client.crt", issued.certificate);
-        let key = dir.write("client.key", issued.key);
-        let answer = curl(
-            &url,
-            &[
-                "--cacert",
-                &cacert,
-                "--cert",
-                &certificate.display().to_string(),
-                "--key",
-                &key.display().to_string(),
-            ],
-        );
+        let answer = curl_with_certificate(&url, &cacert, &dir, clients.client(names));
         assert_eq!(answer.ok, admitted, "{names:?}: {answer:?}");
     }
 }

@@ -278,6 +278,24 @@ pub fn curl(url: &str, arguments: &[&str]) -> Answer {
     }
 }
 
+/// Runs curl against `url`, trusting `cacert` and presenting the `client` certificate (whose
+/// files it writes to `dir`).
+pub fn curl_with_certificate(url: &str, cacert: &str, dir: &TempDir, client: Issued) -> Answer {
+    let certificate = dir.write("client.crt", client.certificate);
+    let key = dir.write("client.key", client.key);
+    curl(
+        url,
+        &[
+            "--cacert",
+            cacert,
+            "--cert",
+            &certificate.display().to_string(),
+            "--key",
+            &key.display().to_string(),
+        ],
+    )
+}
+
 /// Calls `attempt` until it returns true, for at most `seconds`.
 pub fn eventually(seconds: u64, mut attempt: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(seconds);
