@@ -54,14 +54,16 @@ impl ReloadingAcceptor {
 
     /// The acceptor for a new connection. At most once a second it first reads the files
     /// again (a few kilobytes) and, when they changed, builds a new configuration from them.
+    ///
+    /// The handshake itself waits for the client: bound it with a timeout, or a client that
+    /// connects and sends nothing holds its connection forever.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.server_config())
+        TlsAcceptor::from(self.current_config())
     }
 
-    /// The rustls configuration for a new connection, as [`acceptor`](Self::acceptor) finds
-    /// it.
-    pub fn server_config(&self) -> Arc<ServerConfig> {
-        let due = {
+    /// The configuration for a new connection, reloaded first when due.
+    fn current_config(&self) -> Arc<ServerConfig> {
+        let current = {
             let mut state = self.lock();
             let now = Instant::now();
             if now < state.next_check {
@@ -72,7 +74,7 @@ impl ReloadingAcceptor {
         };
         // The files are read without holding the lock: other connections go on meanwhile
         // with the configuration in use.
-        self.reload_if_changed().unwrap_or(due)
+        self.reload_if_changed().unwrap_or(current)
     }
 
     /// Reads the files; if they differ from those in use, builds and installs a new
