@@ -9,49 +9,14 @@
 //! cargo bench -p benches --bench render
 //! ```
 
-use std::collections::HashSet;
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use benches::table;
 use conntrack_exporter::exposition::{Exposition, Status};
 use conntrack_exporter::settings::Naming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
-use tracker::{Classifier, Tracker};
-
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-
-/// A table of `connections` TCP connections spread evenly over `hosts` remote hosts, in a mix
-/// of states (mostly established, some opening, closing and closed).
-fn table(hosts: u32, connections: u32) -> Arc<Tracker> {
-    const STATES: [TcpState; 10] = [
-        TcpState::Established,
-        TcpState::Established,
-        TcpState::Established,
-        TcpState::Established,
-        TcpState::Established,
-        TcpState::Established,
-        TcpState::SynSent,
-        TcpState::TimeWait,
-        TcpState::FinWait,
-        TcpState::Close,
-    ];
-    let mut classifier = Classifier::new(Vec::new());
-    classifier.set_local_addresses(HashSet::from([IpAddr::V4(LOCAL)]));
-    let tracker = Tracker::new();
-    for index in 0..connections {
-        let host = index % hosts;
-        let remote = Ipv4Addr::new(10, (host >> 16) as u8, (host >> 8) as u8, host as u8);
-        let port = u16::try_from(1024 + index / hosts).expect("few connections per host");
-        let mut entry = Entry::new(Tuple::tcp(IpAddr::V4(LOCAL), port, remote.into(), 443));
-        entry.tcp_state = Some(STATES[index as usize % STATES.len()]);
-        tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
-    }
-    assert_eq!(tracker.connections(), connections as usize);
-    Arc::new(tracker)
-}
 
 fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");

@@ -166,6 +166,29 @@ config:
 livenessProbe:
   enabled: false
 EOF
+WEB_CONFIG_VALUES=$CHART_DIR/ci/web-config-values.yaml
+cat >"$WORK_DIR/client-cert-values.yaml" <<'EOF'
+webConfig:
+  tlsSecretName: conntrack-exporter-tls
+  publicHealthEndpoints: false
+  content:
+    tls_server_config:
+      cert_file: /etc/conntrack-exporter-tls/tls.crt
+      key_file: /etc/conntrack-exporter-tls/tls.key
+      client_auth_type: RequireAndVerifyClientCert
+      client_ca_file: /etc/conntrack-exporter-tls/ca.crt
+podMonitor:
+  enabled: true
+  scheme: https
+  tlsConfig:
+    insecureSkipVerify: true
+serviceMonitor:
+  enabled: false
+EOF
+cat >"$WORK_DIR/existing-secret-values.yaml" <<'EOF'
+webConfig:
+  existingSecret: my-web-config
+EOF
 cat >"$WORK_DIR/both-monitors-values.yaml" <<'EOF'
 serviceMonitor:
   enabled: true
@@ -182,6 +205,7 @@ render() { # render OUTPUT [helm template args...]
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART_DIR"
 check "helm lint --strict (ci/custom-values.yaml)" "$HELM" lint --strict "$CHART_DIR" -f "$CUSTOM_VALUES"
 check "helm lint --strict (PodMonitor values)" "$HELM" lint --strict "$CHART_DIR" -f "$WORK_DIR/podmonitor-values.yaml"
+check "helm lint --strict (ci/web-config-values.yaml)" "$HELM" lint --strict "$CHART_DIR" -f "$WEB_CONFIG_VALUES"
 
 chart_default() {
     render "$WORK_DIR/default.yaml" &&
@@ -192,14 +216,22 @@ chart_custom() {
         python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/custom.yaml" \
             --values "$CUSTOM_VALUES" --differs-from "$WORK_DIR/default.yaml"
 }
-chart_podmonitor() {
-    render "$WORK_DIR/podmonitor.yaml" -f "$WORK_DIR/podmonitor-values.yaml" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/podmonitor.yaml" \
-            --values "$WORK_DIR/podmonitor-values.yaml"
+# chart_matches NAME VALUES_FILE: renders the chart with VALUES_FILE and checks the output
+# against those values.
+chart_matches() {
+    render "$WORK_DIR/$1.yaml" -f "$2" &&
+        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/$1.yaml" --values "$2"
 }
 check "helm template (default values) matches the values" chart_default
 check "helm template (ci/custom-values.yaml: ServiceMonitor, PrometheusRule, non-root) matches the values" chart_custom
-check "helm template (PodMonitor, no Service, null config key) matches the values" chart_podmonitor
+check "helm template (PodMonitor, no Service, null config key) matches the values" \
+    chart_matches podmonitor "$WORK_DIR/podmonitor-values.yaml"
+check "helm template (ci/web-config-values.yaml: HTTPS, basic auth, ServiceMonitor with tlsConfig and basicAuth) matches the values" \
+    chart_matches web-config "$WEB_CONFIG_VALUES"
+check "helm template (client certificates required: TCP probes, PodMonitor over HTTPS) matches the values" \
+    chart_matches client-cert "$WORK_DIR/client-cert-values.yaml"
+check "helm template (web configuration from an existing Secret) matches the values" \
+    chart_matches existing-secret "$WORK_DIR/existing-secret-values.yaml"
 
 check "schema rejects config.listen_port=abc" \
     expect_failure "specifications of the schema" "/config/listen_port.*got string" -- \
@@ -213,6 +245,15 @@ check "schema rejects an unknown exporter config key" \
 check "schema rejects a duration without unit" \
     expect_failure "specifications of the schema" "/config/resync_interval" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set config.resync_interval=90
+check "schema rejects a basic auth password that is not a bcrypt hash" \
+    expect_failure "specifications of the schema" "/webConfig/content/basic_auth_users/prometheus" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set webConfig.content.basic_auth_users.prometheus=secret
+check "schema rejects an unknown web configuration key" \
+    expect_failure "specifications of the schema" "additional propert.*tls_config" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set webConfig.content.tls_config.cert_file=a
+check "chart refuses a TLS Secret without a web configuration" \
+    expect_failure "webConfig.tlsSecretName needs webConfig.content or webConfig.existingSecret" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set webConfig.tlsSecretName=tls
 check "chart refuses ServiceMonitor and PodMonitor together" \
     expect_failure "serviceMonitor.enabled and podMonitor.enabled are both true" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" -f "$WORK_DIR/both-monitors-values.yaml"

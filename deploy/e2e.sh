@@ -4,6 +4,13 @@
 # Grafana dashboard and of the rules.
 #
 # Usage: deploy/e2e.sh PATH/TO/conntrack_exporter
+#        CONNTRACK_E2E_TLS=1 deploy/e2e.sh PATH/TO/conntrack_exporter
+#
+# With CONNTRACK_E2E_TLS=1 the exporter serves HTTPS with basic auth through a
+# web configuration file (--web.config.file, a certificate made here by
+# openssl, a hash made by htpasswd), the test checks that a request without
+# credentials gets 401 and plain HTTP gets nothing, and Prometheus scrapes
+# with scheme https, tls_config and basic_auth.
 #
 # Needs root: everything runs in a private network namespace (its own,
 # empty conntrack table, and ports nobody else uses), with a second
@@ -13,7 +20,8 @@
 #
 # What it does:
 #   1. starts the exporter with a temporary config (--config, loopback,
-#      tracking switched on in the namespace, 5s resyncs);
+#      tracking switched on in the namespace, 5s resyncs), and with
+#      CONNTRACK_E2E_TLS=1 a web configuration (HTTPS, basic auth);
 #   2. creates traffic with a known shape: connections held open to the peer
 #      (open), closed connections (closing, TIME_WAIT) and a connection
 #      attempt to an address nobody answers (opening);
@@ -32,12 +40,17 @@ if [[ $# -ne 1 || ! -x $1 ]]; then
 fi
 EXPORTER_BIN=$(realpath "$1")
 DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TLS=${CONNTRACK_E2E_TLS:-0}
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "$0 needs root: it creates network namespaces and the exporter needs CAP_NET_ADMIN" >&2
     exit 2
 fi
-if ! command -v prometheus >/dev/null || ! command -v ip >/dev/null; then
+packages=(prometheus iproute2)
+[[ $TLS == 1 ]] && packages+=(openssl apache2-utils)
+if ! command -v prometheus >/dev/null || ! command -v ip >/dev/null ||
+    { [[ $TLS == 1 ]] && ! command -v htpasswd >/dev/null; } ||
+    { [[ $TLS == 1 ]] && ! command -v openssl >/dev/null; }; then
     # policy-rc.d keeps the package's own Prometheus service from starting.
     created_policy=no
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -46,14 +59,14 @@ if ! command -v prometheus >/dev/null || ! command -v ip >/dev/null; then
         created_policy=yes
     fi
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus iproute2 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
     [[ $created_policy == yes ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 # Re-run inside a new network namespace; it disappears with the last
 # process in it.
 if [[ -z ${CONNTRACK_E2E_IN_NETNS:-} ]]; then
-    exec unshare --net env CONNTRACK_E2E_IN_NETNS=1 bash "${BASH_SOURCE[0]}" "$EXPORTER_BIN"
+    exec unshare --net env CONNTRACK_E2E_IN_NETNS=1 CONNTRACK_E2E_TLS="$TLS" bash "${BASH_SOURCE[0]}" "$EXPORTER_BIN"
 fi
 
 PYTHON=python3
@@ -89,9 +102,33 @@ trap cleanup EXIT
 
 step() { printf '== %s\n' "$*"; }
 
-wait_for_http() { # URL SECONDS
+# http_status URL [CA_FILE USER PASSWORD]: prints the HTTP status of a GET (0
+# when there is no HTTP answer), trusting CA_FILE and sending basic auth
+# credentials when given.
+http_status() {
+    "$PYTHON" - "$@" <<'EOF'
+import base64, ssl, sys, urllib.error, urllib.request
+url = sys.argv[1]
+request = urllib.request.Request(url)
+context = None
+if len(sys.argv) > 2:
+    context = ssl.create_default_context(cafile=sys.argv[2])
+if len(sys.argv) > 3:
+    token = base64.b64encode(f"{sys.argv[3]}:{sys.argv[4]}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+try:
+    with urllib.request.urlopen(request, timeout=2, context=context) as response:
+        print(response.status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+except Exception:
+    print(0)
+EOF
+}
+
+wait_for_http() { # URL SECONDS [CA_FILE USER PASSWORD]
     local url=$1 deadline=$((SECONDS + $2))
-    until "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null; do
+    until [[ $(http_status "$url" "${@:3}") == 200 ]]; do
         if ((SECONDS >= deadline)); then
             echo "no answer from $url after $2s" >&2
             return 1
@@ -131,11 +168,53 @@ listen_path = "/metrics"
 ensure_tracking = true
 resync_interval = "5s"
 EOF
-"$EXPORTER_BIN" --config "$WORK_DIR/exporter.toml" >"$WORK_DIR/exporter.log" 2>&1 &
+exporter_args=(--config "$WORK_DIR/exporter.toml")
+EXPORTER_URL=http://127.0.0.1:$EXPORTER_PORT
+exporter_access=()
+if [[ $TLS == 1 ]]; then
+    step "web configuration: HTTPS with a certificate made here, basic auth"
+    openssl req -x509 -nodes -days 2 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -subj "/CN=conntrack-exporter e2e CA" -addext "basicConstraints=critical,CA:TRUE" \
+        -keyout "$WORK_DIR/ca.key" -out "$WORK_DIR/ca.crt" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -subj "/CN=127.0.0.1" -keyout "$WORK_DIR/server.key" -out "$WORK_DIR/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$WORK_DIR/server.ext"
+    openssl x509 -req -days 2 -in "$WORK_DIR/server.csr" -CA "$WORK_DIR/ca.crt" -CAkey "$WORK_DIR/ca.key" \
+        -CAcreateserial -extfile "$WORK_DIR/server.ext" -out "$WORK_DIR/server.crt" 2>/dev/null
+    SCRAPE_PASSWORD=e2e-$RANDOM-$RANDOM
+    printf '%s' "$SCRAPE_PASSWORD" >"$WORK_DIR/scrape.password"
+    hash=$(htpasswd -nbBC 6 "" "$SCRAPE_PASSWORD" | tr -d ':\n')
+    cat >"$WORK_DIR/web-config.yml" <<EOF
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+http_server_config:
+  headers:
+    X-Content-Type-Options: nosniff
+basic_auth_users:
+  prometheus: $hash
+EOF
+    exporter_args+=(--web.config.file "$WORK_DIR/web-config.yml")
+    EXPORTER_URL=https://127.0.0.1:$EXPORTER_PORT
+    exporter_access=("$WORK_DIR/ca.crt" prometheus "$SCRAPE_PASSWORD")
+fi
+"$EXPORTER_BIN" "${exporter_args[@]}" >"$WORK_DIR/exporter.log" 2>&1 &
 exporter_pid=$!
 background_pids+=("$exporter_pid")
-wait_for_http "http://127.0.0.1:$EXPORTER_PORT/" 30
-wait_for_http "http://127.0.0.1:$EXPORTER_PORT/metrics" 10
+wait_for_http "$EXPORTER_URL/" 30 "${exporter_access[@]}"
+wait_for_http "$EXPORTER_URL/metrics" 10 "${exporter_access[@]}"
+if [[ $TLS == 1 ]]; then
+    step "web configuration: refusals"
+    expect_status() { # EXPECTED WHAT URL [CA_FILE USER PASSWORD]
+        local status
+        status=$(http_status "${@:3}")
+        [[ $status == "$1" ]] || { echo "$2: expected $1, got $status" >&2; exit 1; }
+    }
+    expect_status 401 "no credentials" "$EXPORTER_URL/metrics" "$WORK_DIR/ca.crt"
+    expect_status 401 "a wrong password" "$EXPORTER_URL/metrics" "$WORK_DIR/ca.crt" prometheus wrong
+    plain=$(http_status "http://127.0.0.1:$EXPORTER_PORT/metrics")
+    [[ $plain != 200 ]] || { echo "plain HTTP on the TLS port served the metrics" >&2; exit 1; }
+fi
 
 step "traffic: $HELD_CONNECTIONS held open, some closed, one attempt that gets no answer"
 "$PYTHON" - "$PEER_ADDRESS" "$PEER_PORT" "$HELD_CONNECTIONS" "$SILENT_ADDRESS" >"$WORK_DIR/traffic.log" 2>&1 <<'EOF' &
@@ -166,6 +245,15 @@ groups:
         labels:
           host: "$PEER_ADDRESS"
 EOF
+scrape_access=""
+if [[ $TLS == 1 ]]; then
+    scrape_access="    scheme: https
+    tls_config:
+      ca_file: $WORK_DIR/ca.crt
+    basic_auth:
+      username: prometheus
+      password_file: $WORK_DIR/scrape.password"
+fi
 cat >"$WORK_DIR/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
@@ -176,6 +264,7 @@ rule_files:
 scrape_configs:
   - job_name: conntrack-exporter
     scrape_timeout: 1s
+$scrape_access
     static_configs:
       - targets: ["127.0.0.1:$EXPORTER_PORT"]
 EOF

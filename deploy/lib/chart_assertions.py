@@ -24,6 +24,9 @@ import yaml
 
 CONFIG_PATH = "/etc/conntrack-exporter/config.toml"
 CONFIG_DIR = os.path.dirname(CONFIG_PATH)
+WEB_CONFIG_PATH = "/etc/conntrack-exporter-web/web-config.yml"
+TLS_DIR = "/etc/conntrack-exporter-tls"
+CLIENT_CERT_REQUIRED = {"RequireAnyClientCert", "RequireClientCert", "RequireAndVerifyClientCert"}
 DEFAULT_LISTEN_PORT = 9318
 DEFAULT_LISTEN_PATH = "/metrics"
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -95,8 +98,16 @@ def check_rendered(args):
     listen_port = config.get("listen_port", DEFAULT_LISTEN_PORT)
     listen_path = config.get("listen_path", DEFAULT_LISTEN_PATH)
 
+    web = values["webConfig"]
+    web_content = web.get("content") or {}
+    web_enabled = bool(web_content or web["existingSecret"])
+    tls_section = web_content.get("tls_server_config") or {}
+    scheme = "https" if web_enabled and (web["tlsSecretName"] or tls_section) else "http"
+    client_cert_required = str(tls_section.get("client_auth_type")) in CLIENT_CERT_REQUIRED
+
     # Which resources exist.
     expected_counts = {
+        "Secret": 1 if web_content and not web["existingSecret"] else 0,
         "DaemonSet": 1,
         "ConfigMap": 1,
         "ServiceAccount": 1 if values["serviceAccount"]["create"] else 0,
@@ -146,7 +157,12 @@ def check_rendered(args):
         else f"{values['image']['repository']}:{tag}"
     )
     check.equal(container["image"], expected_image, "container image")
-    check.equal(container.get("args"), ["--config", CONFIG_PATH] + values["extraArgs"], "container args")
+    web_args = []
+    if web_enabled:
+        web_args = ["--web.config.file", WEB_CONFIG_PATH]
+        if web["publicHealthEndpoints"]:
+            web_args.append("--public-health-endpoints")
+    check.equal(container.get("args"), ["--config", CONFIG_PATH] + web_args + values["extraArgs"], "container args")
     check.equal(container.get("resources"), values["resources"], "container resources")
 
     security = container.get("securityContext", {})
@@ -165,23 +181,58 @@ def check_rendered(args):
     check.equal(metrics_port.get("containerPort"), listen_port, "containerPort (config.listen_port)")
 
     def probe_target(probe_name):
+        """The probe's path (None for a TCP check), port number and scheme."""
         probe = container.get(probe_name)
         if not check.expect(probe, f"container has no {probe_name}"):
-            return None, None
-        http = probe.get("httpGet", {})
-        port = http.get("port")
+            return None, None, None
+        action = probe.get("httpGet") or probe.get("tcpSocket") or {}
+        port = action.get("port")
         # A named port resolves through the container's ports.
         port_number = ports.get(port, {}).get("containerPort") if isinstance(port, str) else port
-        return http.get("path"), port_number
+        return action.get("path"), port_number, action.get("scheme", "HTTP") if "httpGet" in probe else None
 
-    if values["readinessProbe"]["enabled"]:
-        path, port = probe_target("readinessProbe")
-        check.equal(path, listen_path, "readinessProbe path (config.listen_path)")
-        check.equal(port, listen_port, "readinessProbe port (config.listen_port)")
-    if values["livenessProbe"]["enabled"]:
-        path, port = probe_target("livenessProbe")
-        check.equal(path, "/", "livenessProbe path")
-        check.equal(port, listen_port, "livenessProbe port (config.listen_port)")
+    for probe_name, plain_path, web_path in [
+        ("readinessProbe", listen_path, "/-/ready"),
+        ("livenessProbe", "/", "/-/healthy"),
+    ]:
+        if not values[probe_name]["enabled"]:
+            continue
+        path, port, probe_scheme = probe_target(probe_name)
+        check.equal(port, listen_port, f"{probe_name} port (config.listen_port)")
+        if client_cert_required:
+            # A kubelet presents no client certificate: the TCP port is all it can check.
+            check.equal((path, probe_scheme), (None, None), f"{probe_name} is a TCP check (client certificates required)")
+        else:
+            check.equal(path, web_path if web_enabled else plain_path, f"{probe_name} path")
+            check.equal(probe_scheme, scheme.upper(), f"{probe_name} scheme")
+
+    # The web configuration: a Secret (made from the values, or existing) and the TLS Secret,
+    # mounted where the flag and the file point.
+    mounts_by_path = {mount["mountPath"]: mount for mount in container.get("volumeMounts", [])}
+    volumes_by_name = {volume["name"]: volume for volume in pod.get("volumes", [])}
+
+    def secret_mounted_at(directory):
+        mount = mounts_by_path.get(directory)
+        if not mount:
+            return None
+        check.equal(mount.get("readOnly"), True, f"{directory} mounted read-only")
+        return volumes_by_name.get(mount["name"], {}).get("secret", {}).get("secretName")
+
+    web_secret = secret_mounted_at(os.path.dirname(WEB_CONFIG_PATH))
+    if web_enabled:
+        expected_secret = web["existingSecret"] or (kinds["Secret"][0]["metadata"]["name"] if kinds.get("Secret") else None)
+        check.equal(web_secret, expected_secret, "Secret mounted with the web configuration")
+    else:
+        check.equal(web_secret, None, "web configuration mounted without webConfig values")
+    check.equal(secret_mounted_at(TLS_DIR), web["tlsSecretName"] or None, "TLS Secret mounted")
+    if kinds.get("Secret"):
+        secret = kinds["Secret"][0]
+        text = secret.get("stringData", {}).get("web-config.yml", "")
+        check.equal(yaml.safe_load(text), web_content, "web-config.yml content")
+        check.expect(
+            re.fullmatch(r"[0-9a-f]{64}", str(pod_template["metadata"].get("annotations", {}).get("checksum/web-config"))),
+            "pod template has no checksum/web-config annotation",
+        )
 
     # The config file: mounted from the ConfigMap, content equal to the values.
     configmap = kinds["ConfigMap"][0]
@@ -222,6 +273,9 @@ def check_rendered(args):
         check.equal(endpoint.get("port"), "metrics", f"{kind} port")
         check.equal(endpoint.get("path"), listen_path, f"{kind} path (config.listen_path)")
         check.equal(endpoint.get("interval"), monitor_values["interval"] or None, f"{kind} interval")
+        check.equal(endpoint.get("scheme"), monitor_values["scheme"] or scheme, f"{kind} scheme")
+        check.equal(endpoint.get("tlsConfig"), monitor_values["tlsConfig"] or None, f"{kind} tlsConfig")
+        check.equal(endpoint.get("basicAuth"), monitor_values["basicAuth"] or None, f"{kind} basicAuth")
         job_relabels = [
             r for r in endpoint.get("relabelings", [])
             if r.get("targetLabel") == "job" and r.get("replacement") == "conntrack-exporter"

@@ -122,3 +122,63 @@ since with host networking the instance label is only the node IP.
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The web configuration file (TLS and authentication): given when webConfig has
+content or names an existing Secret. Empty when not.
+*/}}
+{{- define "conntrack-exporter.webConfig" -}}
+{{- if or .Values.webConfig.existingSecret .Values.webConfig.content }}true{{ end }}
+{{- end }}
+
+{{- define "conntrack-exporter.webConfigSecret" -}}
+{{- default (printf "%s-web-config" (include "conntrack-exporter.fullname" .) | trunc 63 | trimSuffix "-") .Values.webConfig.existingSecret }}
+{{- end }}
+
+{{/* "https" when the exporter serves TLS, else "http". */}}
+{{- define "conntrack-exporter.scheme" -}}
+{{- if and (include "conntrack-exporter.webConfig" .) (or .Values.webConfig.tlsSecretName .Values.webConfig.content.tls_server_config) }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+Whether every TLS client must present a certificate, which a kubelet probe
+cannot: then the probes check the TCP port. Empty when not.
+*/}}
+{{- define "conntrack-exporter.clientCertRequired" -}}
+{{- $tls := .Values.webConfig.content.tls_server_config | default dict }}
+{{- if has (toString $tls.client_auth_type) (list "RequireAnyClientCert" "RequireClientCert" "RequireAndVerifyClientCert") }}true{{ end }}
+{{- end }}
+
+{{/*
+Scheme, TLS and basic auth of a monitor's endpoint. Argument: dict "root" (the
+chart context) "monitor" (the monitor's values).
+*/}}
+{{- define "conntrack-exporter.monitorAccess" -}}
+scheme: {{ default (include "conntrack-exporter.scheme" .root) .monitor.scheme }}
+{{- with .monitor.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .monitor.basicAuth }}
+basicAuth:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+A probe's action. Argument: dict "root" (the chart context) "path" (without a
+web configuration) "webPath" (with one).
+*/}}
+{{- define "conntrack-exporter.probeAction" -}}
+{{- if include "conntrack-exporter.clientCertRequired" .root -}}
+tcpSocket:
+  port: metrics
+{{- else -}}
+httpGet:
+  path: {{ if include "conntrack-exporter.webConfig" .root }}{{ .webPath }}{{ else }}{{ .path }}{{ end }}
+  port: metrics
+  {{- if include "conntrack-exporter.webConfig" .root }}
+  scheme: {{ include "conntrack-exporter.scheme" .root | upper }}
+  {{- end }}
+{{- end }}
+{{- end }}
