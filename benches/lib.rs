@@ -14,13 +14,13 @@ pub fn parse_fixture(text: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The messages of one of the captured fixtures in `crates/ctnetlink/tests/fixtures/`.
+/// The messages of one of the captured fixtures in `crates/codec/tests/fixtures/`.
 #[macro_export]
 macro_rules! fixture {
     ($name:literal) => {
         $crate::parse_fixture(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../crates/ctnetlink/tests/fixtures/",
+            "/../crates/codec/tests/fixtures/",
             $name
         )))
     };

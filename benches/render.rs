@@ -15,10 +15,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
 use conntrack_exporter::exposition::{Exposition, Status};
 use conntrack_exporter::settings::Naming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
 use tracker::{Classifier, Tracker};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

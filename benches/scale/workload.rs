@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{ConntrackSocket, Entry, NewEntry, Protocol, TcpState, Tuple};
+use conntrack_codec::{Entry, NewEntry, Protocol, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 use tracker::StateGroup;
 
 /// Entry `index` of round `round`, connecting to one of `hosts` remote hosts. Rounds never

@@ -16,7 +16,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, NewEntry, Received, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

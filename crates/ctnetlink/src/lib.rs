@@ -32,20 +32,10 @@
 //! ```
 
 pub mod addresses;
-mod attr;
-mod entry;
 mod error;
-mod message;
-pub mod request;
 mod socket;
-mod stats;
 pub mod tracking;
-mod wire;
 
-pub use entry::{Counters, Entry, Family, Layer4, Protocol, Status, TcpState, Timestamp, Tuple};
-pub use error::{ParseError, SocketError};
-pub use message::{EntryKind, Message, Messages, messages, parse_message};
-pub use request::NewEntry;
+pub use error::SocketError;
 pub use socket::{ConntrackSocket, DumpSummary, EventGroups, EventSocket, ReceiveQueue, Received};
-pub use stats::{CpuStats, TableSize};
 pub use tracking::TrackingError;

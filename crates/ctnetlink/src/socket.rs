@@ -8,12 +8,12 @@ use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::entry::{Entry, Family, Tuple};
-use crate::error::{ParseError, SocketError};
-use crate::message::{EntryKind, Message, messages};
-use crate::request::{self, NewEntry};
-use crate::stats::{CpuStats, TableSize};
-use crate::wire;
+use conntrack_codec::request::{self, NewEntry};
+use conntrack_codec::{
+    CpuStats, Entry, EntryKind, Family, Message, ParseError, TableSize, Tuple, messages,
+};
+
+use crate::error::SocketError;
 
 /// Receive buffer size for one `recv`. Dump replies are batched by the kernel into messages
 /// of up to a page or more each; 64 KiB holds any batch it sends.
@@ -243,6 +243,13 @@ impl ConntrackSocket {
     }
 }
 
+/// Multicast group bits for `bind` (legacy bitmask form of `NFNLGRP_CONNTRACK_*`).
+const NF_NETLINK_CONNTRACK_NEW: u32 = 0x1;
+/// See [`NF_NETLINK_CONNTRACK_NEW`].
+const NF_NETLINK_CONNTRACK_UPDATE: u32 = 0x2;
+/// See [`NF_NETLINK_CONNTRACK_NEW`].
+const NF_NETLINK_CONNTRACK_DESTROY: u32 = 0x4;
+
 /// Which event groups to subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventGroups {
@@ -265,13 +272,13 @@ impl EventGroups {
     fn bits(self) -> u32 {
         let mut bits = 0;
         if self.new {
-            bits |= wire::NF_NETLINK_CONNTRACK_NEW;
+            bits |= NF_NETLINK_CONNTRACK_NEW;
         }
         if self.update {
-            bits |= wire::NF_NETLINK_CONNTRACK_UPDATE;
+            bits |= NF_NETLINK_CONNTRACK_UPDATE;
         }
         if self.destroy {
-            bits |= wire::NF_NETLINK_CONNTRACK_DESTROY;
+            bits |= NF_NETLINK_CONNTRACK_DESTROY;
         }
         bits
     }
@@ -596,7 +603,7 @@ impl AsRawFd for EventSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::TcpState;
+    use conntrack_codec::TcpState;
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A datagram of two NEW messages in a slot of `EVENT_DATAGRAM` bytes, and its length.

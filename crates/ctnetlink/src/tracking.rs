@@ -30,8 +30,8 @@ use std::ptr::NonNull;
 
 use nftnl_sys as sys;
 
-use crate::error::ParseError;
-use crate::message::{Frames, Message, parse_message};
+use conntrack_codec::{Header, Message, ParseError, frames, parse_message};
+
 use crate::socket::AlignedBuffer;
 
 /// Name of the `inet` table that [`enable`] creates and [`disable`] deletes.
@@ -646,12 +646,9 @@ impl<'a> Answers<'a> {
             operation: self.operation,
             source,
         };
-        for message in Frames::new(buffer) {
+        for message in frames(buffer) {
             let message = message.map_err(parse)?;
-            let Some(sequence) = message.get(8..12).and_then(|b| b.first_chunk::<4>()) else {
-                continue;
-            };
-            let sequence = u32::from_ne_bytes(*sequence);
+            let sequence = Header::parse(message).map_err(parse)?.sequence;
             let index = self.steps.iter().position(|(s, _)| *s == sequence);
             match parse_message(message).map_err(parse)? {
                 Message::Ack => {
@@ -702,7 +699,7 @@ mod tests {
     fn answer(sequence: u32, errno: i32) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&36u32.to_ne_bytes());
-        bytes.extend_from_slice(&crate::wire::NLMSG_ERROR.to_ne_bytes());
+        bytes.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
         bytes.extend_from_slice(&0u16.to_ne_bytes());
         bytes.extend_from_slice(&sequence.to_ne_bytes());
         bytes.extend_from_slice(&0u32.to_ne_bytes());
@@ -787,16 +784,16 @@ mod tests {
         let Transaction { bytes, steps } = batch.finish().unwrap();
         assert_eq!(steps, vec![(2, Step::AddTable), (3, Step::DeleteTable)]);
 
-        let mut types = Vec::new();
-        let mut rest = &bytes[..];
-        while let Some(header) = rest.first_chunk::<16>() {
-            let length = u32::from_ne_bytes(header[..4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes([header[4], header[5]]);
-            let flags = u16::from_ne_bytes([header[6], header[7]]);
-            let sequence = u32::from_ne_bytes(header[8..12].try_into().unwrap());
-            types.push((kind, flags & libc::NLM_F_ACK as u16 != 0, sequence));
-            rest = &rest[crate::attr::align(length)..];
-        }
+        let types: Vec<_> = frames(&bytes)
+            .map(|message| Header::parse(message.unwrap()).unwrap())
+            .map(|h| {
+                (
+                    h.message_type,
+                    h.flags & libc::NLM_F_ACK as u16 != 0,
+                    h.sequence,
+                )
+            })
+            .collect();
         let begin = libc::NFNL_MSG_BATCH_BEGIN as u16;
         let end = libc::NFNL_MSG_BATCH_END as u16;
         let new = nft_message(libc::NFT_MSG_NEWTABLE);

@@ -10,10 +10,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{
-    ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, NewEntry, Protocol, Received,
-    Status, TcpState, Tuple, tracking,
-};
+use conntrack_codec::{Entry, EntryKind, NewEntry, Protocol, Status, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, tracking};
 
 /// Events received so far on one socket.
 struct Events {

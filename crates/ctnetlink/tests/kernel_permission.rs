@@ -9,9 +9,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ctnetlink::{
-    ConntrackSocket, EventGroups, EventSocket, NewEntry, SocketError, TcpState, Tuple,
-};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, SocketError};
 
 /// `struct __user_cap_header_struct`.
 #[repr(C)]

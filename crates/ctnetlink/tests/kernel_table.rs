@@ -14,9 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use ctnetlink::{
-    ConntrackSocket, Entry, Family, NewEntry, Protocol, Status, TcpState, Tuple, tracking,
-};
+use conntrack_codec::{Entry, Family, NewEntry, Protocol, Status, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, tracking};
 
 /// Every state a TCP entry can be created in (all but `None`, which the kernel would treat
 /// as a new connection, and `Other`, which is not a state).
@@ -91,7 +90,7 @@ fn parse_listed(line: &str) -> Listed {
             src: address("src"),
             dst: address("dst"),
             protocol,
-            layer4: ctnetlink::Layer4::Ports {
+            layer4: conntrack_codec::Layer4::Ports {
                 src: port("sport"),
                 dst: port("dport"),
             },

@@ -7,10 +7,9 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use conntrack_codec::{Entry, EntryKind, ParseError};
 use ctnetlink::addresses::{self, AddressChanges};
-use ctnetlink::{
-    ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, ParseError, Received, SocketError,
-};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, SocketError};
 use log::{debug, info, warn};
 use tracker::{Classifier, HostPattern, Tracker};
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use ctnetlink::{Entry, EntryKind, Layer4, Status, Tuple};
+use conntrack_codec::{Entry, EntryKind, Layer4, Status, Tuple};
 use serde::Serialize;
 use tracker::{Classification, StateGroup};
 
@@ -140,7 +140,7 @@ fn endpoint(address: std::net::IpAddr, port: Option<u16>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::TcpState;
+    use conntrack_codec::TcpState;
     use tracker::Classifier;
 
     fn sample() -> (Entry, Classification) {

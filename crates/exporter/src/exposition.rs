@@ -255,7 +255,7 @@ fn describe_self_metrics() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
+    use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
     use tracker::Classifier;
 
     fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Exporter, create_tcp, delete, eventually};
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 use serde_json::Value;
 
 /// Every line the exporter printed so far, each parsed as a JSON object.

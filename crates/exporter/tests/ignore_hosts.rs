@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Exporter, HostCounts, SEED_FAMILIES, address, create_tcp, eventually, show};
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 
 const IGNORED: &str =
     "198.51.100.7,192.0.2.9:443,203.0.113.0/24,[2001:db8::9]:443,2001:db8:dead::/48";

@@ -10,7 +10,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 
 use common::{Exporter, HostCounts, SEED_FAMILIES, address, create_tcp, show};
-use ctnetlink::{ConntrackSocket, NewEntry, Status, TcpState, Tuple};
+use conntrack_codec::{NewEntry, Status, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 
 /// A connected pair that has exchanged a byte each way, so that closing either end sends a
 /// FIN (not a reset).

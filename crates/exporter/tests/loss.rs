@@ -20,7 +20,8 @@ use common::{
     Exporter, HostCounts, SEED_FAMILIES, Scrape, TempDir, eventually, extend_budget, show,
     state_group,
 };
-use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 
 /// Remote hosts the synthetic entries go to: the first half IPv4, the rest IPv6.
 const HOSTS: u32 = 32;

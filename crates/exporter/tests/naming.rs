@@ -11,7 +11,7 @@ use common::{
     Exporter, PLAIN_FAMILIES, SEED_FAMILIES, Scrape, TempDir, address, create_tcp, eventually,
     require_tool,
 };
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 
 /// Creates entries for two hosts and waits until the exporter shows both under `families`.
 fn wait_for_hosts(exporter: &Exporter, families: [&str; 4]) -> Scrape {

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use common::{Exporter, SEED_FAMILIES, address, create_tcp, delete, show};
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 
 const EVENTS_SYSCTL: &str = "net.netfilter.nf_conntrack_events";
 

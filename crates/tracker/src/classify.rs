@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use ctnetlink::{Entry, Protocol, Tuple};
+use conntrack_codec::{Entry, Protocol, Tuple};
 
 use crate::state::StateGroup;
 
@@ -234,7 +234,7 @@ fn prefix_equal(a: &[u8], b: &[u8], prefix: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::TcpState;
+    use conntrack_codec::TcpState;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

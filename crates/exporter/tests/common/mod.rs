@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 
 /// How long any condition is waited for before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ctnetlink::{
+use conntrack_codec::{
     EntryKind, Layer4, Message, NewEntry, ParseError, Protocol, Status, TcpState, Tuple, messages,
     parse_message, request,
 };
