@@ -147,7 +147,7 @@ impl Capture {
         // Real connections, accounting and timestamps on.
         sysctl("net.netfilter.nf_conntrack_acct", "1")?;
         sysctl("net.netfilter.nf_conntrack_timestamp", "1")?;
-        ctnetlink::tracking::enable()?;
+        ctnetlink::tracking_switch::enable()?;
         let localhost4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let localhost6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let tcp4 = TcpPair::open(localhost4)?;

@@ -56,11 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Reads queued events until none is left and reports the cost.
-fn drain(
-    events: &mut EventSocket,
-    what: &str,
-    expected: u32,
-) -> Result<(), ctnetlink::SocketError> {
+fn drain(events: &mut EventSocket, what: &str, expected: u32) -> Result<(), ctnetlink::Error> {
     let mut decoded = 0u64;
     let mut errors = 0u64;
     let mut calls = 0u64;

@@ -1,15 +1,17 @@
-//! Linux connection tracking over netlink.
+//! Linux connection tracking over netlink sockets.
 //!
-//! This crate is the exporter's whole kernel boundary: it decodes ctnetlink messages into
-//! typed [`Entry`] values, dumps the conntrack table, subscribes to its NEW / UPDATE /
-//! DESTROY events, creates and deletes entries (for tests and load generation), reads the
-//! kernel's own counters, and can switch connection tracking on in a network namespace.
-//! It has no runtime and no metrics; the decoder is a pure function over bytes.
+//! This crate is the exporter's kernel boundary, the part that does I/O: it dumps the
+//! conntrack table, subscribes to its NEW / UPDATE / DESTROY events, creates and deletes
+//! entries (for tests and load generation), reads the kernel's own counters, watches the
+//! interface addresses, and can switch connection tracking on in a network namespace. The
+//! messages it sends and receives are built and decoded by the pure `conntrack_codec` crate,
+//! whose types (entries, tuples, decoding errors) its callbacks hand over. It has no runtime
+//! and no metrics.
 //!
 //! ```no_run
 //! use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 //!
-//! # fn main() -> Result<(), ctnetlink::SocketError> {
+//! # fn main() -> Result<(), ctnetlink::Error> {
 //! // Subscribe first, so that nothing that happens during the dump is missed.
 //! let mut events = EventSocket::subscribe(EventGroups::ALL)?;
 //! events.set_receive_queue(8 << 20)?;
@@ -30,12 +32,19 @@
 //! }
 //! # }
 //! ```
+//!
+//! Modules: `socket` (the netlink socket, its one receive loop and its options),
+//! `conntrack` ([`ConntrackSocket`]), `events` ([`EventSocket`]), [`addresses`] (the address
+//! watch) and [`tracking_switch`] (the nftables table that switches tracking on). Every
+//! failure is an [`Error`].
 
 pub mod addresses;
+mod conntrack;
 mod error;
+mod events;
 mod socket;
-pub mod tracking;
+pub mod tracking_switch;
 
-pub use error::SocketError;
-pub use socket::{ConntrackSocket, DumpSummary, EventGroups, EventSocket, ReceiveQueue, Received};
-pub use tracking::TrackingError;
+pub use conntrack::{ConntrackSocket, DumpSummary};
+pub use error::Error;
+pub use events::{EventGroups, EventSocket, ReceiveQueue, Received};

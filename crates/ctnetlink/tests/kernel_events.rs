@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use conntrack_codec::{Entry, EntryKind, NewEntry, Protocol, Status, TcpState, Tuple};
-use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, tracking};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, tracking_switch};
 
 /// Events received so far on one socket.
 struct Events {
@@ -104,7 +104,7 @@ fn new_update_and_destroy_arrive_with_the_right_tuples() {
     let Some(_ns) = netns::enter("new_update_and_destroy") else {
         return;
     };
-    tracking::enable().expect("switch tracking on");
+    tracking_switch::enable().expect("switch tracking on");
     let mut events = Events::subscribe(EventGroups::ALL);
     events.socket.set_receive_queue(1 << 20).unwrap();
     let mut only_destroy = Events::subscribe(EventGroups {

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use conntrack_codec::{Entry, Family, NewEntry, Protocol, Status, TcpState, Tuple};
-use ctnetlink::{ConntrackSocket, tracking};
+use ctnetlink::{ConntrackSocket, tracking_switch};
 
 /// Every state a TCP entry can be created in (all but `None`, which the kernel would treat
 /// as a new connection, and `Other`, which is not a state).
@@ -276,7 +276,7 @@ fn real_tcp_connections_on_loopback_appear_in_their_states() {
         let setting = format!("net.netfilter.nf_conntrack_{key}={value}");
         netns::run("sysctl", &["-q", "-w", &setting]).unwrap();
     }
-    tracking::enable().expect("switch tracking on");
+    tracking_switch::enable().expect("switch tracking on");
     let mut socket = ConntrackSocket::open().unwrap();
     let mut seen = 0;
     for address in [

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use conntrack_codec::{Entry, EntryKind, ParseError};
 use ctnetlink::addresses::{self, AddressChanges};
-use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, SocketError};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 use log::{debug, info, warn};
 use tracker::{Classifier, HostPattern, Tracker};
 
@@ -63,7 +63,7 @@ pub(crate) fn start(
     status: Arc<Status>,
     counters: Counters,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, SocketError> {
+) -> Result<JoinHandle<()>, ctnetlink::Error> {
     let (started, startup) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("collector".into())
@@ -83,7 +83,7 @@ pub(crate) fn start(
             let _ = started.send(Ok(()));
             collector.run(&stop);
         })
-        .map_err(|source| SocketError::Io {
+        .map_err(|source| ctnetlink::Error::Io {
             operation: "starting the collector thread",
             source,
         })?;
@@ -93,7 +93,7 @@ pub(crate) fn start(
             let _ = handle.join();
             Err(error)
         }
-        Err(_) => Err(SocketError::Io {
+        Err(_) => Err(ctnetlink::Error::Io {
             operation: "starting the collector thread",
             source: io::Error::other("the collector thread ended during start-up"),
         }),
@@ -168,7 +168,7 @@ impl Collector {
         tracker: Arc<Tracker>,
         status: Arc<Status>,
         counters: Counters,
-    ) -> Result<Collector, SocketError> {
+    ) -> Result<Collector, ctnetlink::Error> {
         let events = EventSocket::subscribe(EventGroups::ALL)?;
         let queue = events.set_receive_queue(settings.netlink_buffer_bytes)?;
         if !queue.forced {
@@ -185,7 +185,7 @@ impl Collector {
         let address_changes = AddressChanges::subscribe()?;
         let mut classifier = Classifier::new(settings.ignore_hosts.clone());
         classifier.set_local_addresses(addresses::local_addresses().map_err(|source| {
-            SocketError::Io {
+            ctnetlink::Error::Io {
                 operation: "listing interface addresses",
                 source,
             }
@@ -337,7 +337,7 @@ impl Collector {
     /// Dumps the table and reconciles the tracker with it. Events that arrive meanwhile wait
     /// in the receive queue and are applied afterwards, in order, so the latest word on
     /// each connection is the one that stays.
-    fn resync(&mut self, reason: Reason) -> Result<(), SocketError> {
+    fn resync(&mut self, reason: Reason) -> Result<(), ctnetlink::Error> {
         // Every event already queued is older than the dump and must be applied before it,
         // not after: after a loss, a queued NEW whose DESTROY was dropped would otherwise
         // bring back a connection the dump rightly left out. Applying them first also keeps

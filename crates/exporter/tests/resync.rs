@@ -44,7 +44,7 @@ fn changes_without_events_are_corrected_by_the_periodic_resync() {
         return;
     };
     // Tracking on before the exporter exists, so that real connections predate it.
-    ctnetlink::tracking::enable().unwrap();
+    ctnetlink::tracking_switch::enable().unwrap();
     let events_setting = sysctl_events();
     set_sysctl_events("0");
 
