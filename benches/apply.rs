@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use benches::fixture;
-use conntrack_codec::{Entry, EntryKind, Message, messages};
+use conntrack_codec::{Entry, EntryKind, EntryMessage, Message, messages};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracker::{Classifier, StateGroup, Tracker};
 
@@ -243,7 +243,7 @@ fn workload() -> Workload {
 /// received datagram (less the metrics counters and the optional event log).
 fn parse_and_apply(classifier: &Classifier, tracker: &Tracker, datagram: &[u8]) {
     for message in messages(datagram) {
-        if let Ok(Message::Entry { kind, entry }) = message {
+        if let Ok(Message::Entry(EntryMessage { kind, entry, .. })) = message {
             black_box(tracker.apply(kind, &entry, classifier.classify(&entry)));
         }
     }
@@ -253,7 +253,7 @@ fn decoded(stream: &Stream) -> Vec<(EntryKind, Entry)> {
     (0..stream.len())
         .flat_map(|index| messages(stream.message(index)))
         .map(|message| match message {
-            Ok(Message::Entry { kind, entry }) => (kind, entry),
+            Ok(Message::Entry(EntryMessage { kind, entry, .. })) => (kind, entry),
             other => panic!("not an event: {other:?}"),
         })
         .collect()

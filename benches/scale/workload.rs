@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use conntrack_codec::{Entry, NewEntry, Protocol, TcpState, Tuple};
+use conntrack_codec::{NewEntry, Protocol, TcpState, Tuple};
 use ctnetlink::ConntrackSocket;
 use tracker::StateGroup;
 
@@ -59,8 +59,8 @@ pub fn flush(socket: &mut ConntrackSocket) -> Duration {
 pub fn kernel_counts(socket: &mut ConntrackSocket) -> BTreeMap<(IpAddr, usize), u64> {
     let mut counts = BTreeMap::new();
     socket
-        .dump(None, |entry: Result<Entry, _>| {
-            let entry = entry.expect("decoding the dump");
+        .dump(None, |decoded| {
+            let entry = decoded.expect("decoding the dump").entry;
             if entry.original.protocol != Protocol::TCP {
                 return;
             }

@@ -1,4 +1,9 @@
 //! Decoding the attributes of a conntrack entry.
+//!
+//! The original tuple is what makes an entry: a message without a readable one is an error.
+//! Every other attribute is decoded on its own, and a malformed one costs only itself: the
+//! entry goes on without it, and [`AttributeErrors`] counts it. Only a broken attribute
+//! header at the top level fails the whole message, since nothing after it can be framed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -7,24 +12,70 @@ use crate::entry::{Counters, Entry, Family, Layer4, Protocol, Status, TcpState, 
 use crate::error::ParseError;
 use crate::wire::{self, cta};
 
-/// Decodes the attributes of a conntrack entry.
-pub(crate) fn parse_entry(family: u8, attributes: &[u8]) -> Result<Entry, ParseError> {
+/// The optional attributes of one entry that were malformed and left out of it.
+///
+/// Bounded whatever the input: a count, and the first error for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AttributeErrors {
+    count: u32,
+    first: Option<ParseError>,
+}
+
+impl AttributeErrors {
+    /// True when every attribute of the entry decoded.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// How many attributes were left out.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Why the first of them was.
+    pub fn first(&self) -> Option<&ParseError> {
+        self.first.as_ref()
+    }
+
+    fn record(&mut self, error: ParseError) {
+        self.count = self.count.saturating_add(1);
+        self.first.get_or_insert(error);
+    }
+
+    /// The decoded value, or `None` with the error recorded.
+    fn keep<T>(&mut self, decoded: Result<T, ParseError>) -> Option<T> {
+        decoded.map_err(|error| self.record(error)).ok()
+    }
+}
+
+/// Decodes the attributes of a conntrack entry: the entry, and the optional attributes that
+/// were malformed and left out.
+pub(crate) fn parse_entry(
+    family: u8,
+    attributes: &[u8],
+) -> Result<(Entry, AttributeErrors), ParseError> {
     let mut original = None;
     let mut entry = EntryFields::default();
+    let mut skipped = AttributeErrors::default();
     for attr in Attrs::new(attributes) {
         let attr = attr?;
         match attr.kind {
             cta::TUPLE_ORIG => original = Some(parse_tuple(attr)?),
-            cta::TUPLE_REPLY => entry.reply = Some(parse_tuple(attr)?),
-            cta::STATUS => entry.status = Some(Status(attr.u32_be("CTA_STATUS")?)),
-            cta::PROTOINFO => parse_protoinfo(attr, &mut entry)?,
-            cta::TIMEOUT => entry.timeout = Some(attr.u32_be("CTA_TIMEOUT")?),
-            cta::MARK => entry.mark = Some(attr.u32_be("CTA_MARK")?),
-            cta::COUNTERS_ORIG => entry.counters_original = Some(parse_counters(attr)?),
-            cta::COUNTERS_REPLY => entry.counters_reply = Some(parse_counters(attr)?),
-            cta::ID => entry.id = Some(attr.u32_be("CTA_ID")?),
-            cta::ZONE => entry.zone = Some(attr.u16_be("CTA_ZONE")?),
-            cta::TIMESTAMP => entry.timestamp = Some(parse_timestamp(attr)?),
+            cta::TUPLE_REPLY => entry.reply = skipped.keep(parse_tuple(attr)),
+            cta::STATUS => entry.status = skipped.keep(attr.u32_be("CTA_STATUS").map(Status)),
+            cta::PROTOINFO => {
+                if let Err(error) = parse_protoinfo(attr, &mut entry) {
+                    skipped.record(error);
+                    (entry.tcp_state, entry.sctp_state) = (None, None);
+                }
+            }
+            cta::TIMEOUT => entry.timeout = skipped.keep(attr.u32_be("CTA_TIMEOUT")),
+            cta::MARK => entry.mark = skipped.keep(attr.u32_be("CTA_MARK")),
+            cta::COUNTERS_ORIG => entry.counters_original = skipped.keep(parse_counters(attr)),
+            cta::COUNTERS_REPLY => entry.counters_reply = skipped.keep(parse_counters(attr)),
+            cta::ID => entry.id = skipped.keep(attr.u32_be("CTA_ID")),
+            cta::ZONE => entry.zone = skipped.keep(attr.u16_be("CTA_ZONE")),
+            cta::TIMESTAMP => entry.timestamp = skipped.keep(parse_timestamp(attr)),
             _ => {}
         }
     }
@@ -35,7 +86,7 @@ pub(crate) fn parse_entry(family: u8, attributes: &[u8]) -> Result<Entry, ParseE
         // The tuple is authoritative; nfgenmsg may say AF_UNSPEC in some replies.
         _ => Family::of(original.src),
     };
-    Ok(Entry {
+    let entry = Entry {
         family,
         original,
         reply: entry.reply,
@@ -49,7 +100,8 @@ pub(crate) fn parse_entry(family: u8, attributes: &[u8]) -> Result<Entry, ParseE
         counters_original: entry.counters_original,
         counters_reply: entry.counters_reply,
         timestamp: entry.timestamp,
-    })
+    };
+    Ok((entry, skipped))
 }
 
 /// The optional parts of an [`Entry`], gathered while its required tuple may still be missing.
@@ -167,20 +219,25 @@ fn parse_protoinfo(attr: Attr<'_>, entry: &mut EntryFields) -> Result<(), ParseE
     Ok(())
 }
 
+/// Packets and bytes, both required: the kernel always sends the two, and a count that is
+/// missing must not read as zero.
 fn parse_counters(attr: Attr<'_>) -> Result<Counters, ParseError> {
     use wire::counters;
-    let mut result = Counters::default();
+    let (mut packets, mut bytes) = (None, None);
     for field in attr.nested() {
         let field = field?;
         match field.kind {
-            counters::PACKETS => result.packets = field.u64_be("CTA_COUNTERS_PACKETS")?,
-            counters::BYTES => result.bytes = field.u64_be("CTA_COUNTERS_BYTES")?,
-            counters::PACKETS_32 => result.packets = field.u32_be("CTA_COUNTERS32_PACKETS")?.into(),
-            counters::BYTES_32 => result.bytes = field.u32_be("CTA_COUNTERS32_BYTES")?.into(),
+            counters::PACKETS => packets = Some(field.u64_be("CTA_COUNTERS_PACKETS")?),
+            counters::BYTES => bytes = Some(field.u64_be("CTA_COUNTERS_BYTES")?),
+            counters::PACKETS_32 => packets = Some(field.u32_be("CTA_COUNTERS32_PACKETS")?.into()),
+            counters::BYTES_32 => bytes = Some(field.u32_be("CTA_COUNTERS32_BYTES")?.into()),
             _ => {}
         }
     }
-    Ok(result)
+    Ok(Counters {
+        packets: packets.ok_or(ParseError::MissingAttribute("CTA_COUNTERS_PACKETS"))?,
+        bytes: bytes.ok_or(ParseError::MissingAttribute("CTA_COUNTERS_BYTES"))?,
+    })
 }
 
 fn parse_timestamp(attr: Attr<'_>) -> Result<Timestamp, ParseError> {
@@ -258,6 +315,72 @@ mod tests {
     }
 
     #[test]
+    fn counters_need_packets_and_bytes() {
+        for (member, missing) in [
+            (counters::PACKETS, "CTA_COUNTERS_BYTES"),
+            (counters::BYTES, "CTA_COUNTERS_PACKETS"),
+        ] {
+            let one = attributes(|a| {
+                a.nested(cta::COUNTERS_ORIG, |c| {
+                    c.bytes(member, &1u64.to_be_bytes());
+                });
+            });
+            let attr = Attrs::new(&one).next().unwrap().unwrap();
+            assert_eq!(
+                parse_counters(attr),
+                Err(ParseError::MissingAttribute(missing))
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_optional_attributes_cost_only_themselves() {
+        let bytes = attributes(|a| {
+            a.u32_be(cta::ZONE, 3); // four bytes where two belong
+            write_tuple(a);
+            a.nested(cta::COUNTERS_ORIG, |_| {});
+            a.u32_be(cta::MARK, 9);
+            a.nested(cta::TIMESTAMP, |t| {
+                t.bytes(timestamp::START, &[0; 7]);
+            });
+            a.nested(cta::PROTOINFO, |p| {
+                // A good state, then a second one of two bytes: the whole attribute goes.
+                p.nested(protoinfo::TCP, |tcp| {
+                    tcp.u8(protoinfo::TCP_STATE, 3)
+                        .u8(2, 14)
+                        .u16_be(protoinfo::TCP_STATE, 3);
+                });
+            });
+            // A reply tuple without addresses.
+            a.nested(cta::TUPLE_REPLY, |t| {
+                t.nested(wire::tuple::PROTO, |p| {
+                    p.u8(wire::proto::NUM, 17);
+                });
+            });
+        });
+        let (entry, skipped) = parse_entry(wire::AF_INET6, &bytes).unwrap();
+        assert_eq!(entry.mark, Some(9));
+        assert_eq!(entry.original.dst, IpAddr::V6(Ipv6Addr::from(2u128)));
+        let left_out = (
+            entry.zone,
+            entry.counters_original,
+            entry.timestamp,
+            entry.tcp_state,
+            entry.reply,
+        );
+        assert_eq!(left_out, (None, None, None, None, None));
+        assert_eq!(skipped.count(), 5);
+        assert_eq!(
+            skipped.first(),
+            Some(&ParseError::AttributeLength {
+                attribute: "CTA_ZONE",
+                length: 4,
+                expected: 2
+            })
+        );
+    }
+
+    #[test]
     fn timestamps_with_and_without_stop() {
         let both = attributes(|a| {
             a.nested(cta::TIMESTAMP, |t| {
@@ -317,7 +440,8 @@ mod tests {
             a.u32_be(cta::MARK, 9).u16_be(cta::ZONE, 4);
         });
         for family in [0, 7, wire::AF_INET6] {
-            let entry = parse_entry(family, &bytes).unwrap();
+            let (entry, skipped) = parse_entry(family, &bytes).unwrap();
+            assert!(skipped.is_empty());
             assert_eq!(entry.family, Family::Ipv6);
             assert_eq!(entry.mark, Some(9));
             assert_eq!(entry.zone, Some(4));

@@ -4,7 +4,7 @@
 //! netlink headers are host-endian; integers inside ctnetlink attributes are big-endian.
 
 use crate::entry::Entry;
-use crate::entry_attributes::parse_entry;
+use crate::entry_attributes::{AttributeErrors, parse_entry};
 use crate::error::ParseError;
 use crate::frame::{Frames, Header, frames};
 use crate::stats::{CpuStats, TableSize};
@@ -23,16 +23,26 @@ pub enum EntryKind {
     Destroy,
 }
 
+/// A conntrack entry as one message carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMessage {
+    /// Dump reply or which event.
+    pub kind: EntryKind,
+    /// The entry, without the optional attributes that were malformed.
+    pub entry: Entry,
+    /// The optional attributes that were malformed and left out of `entry`.
+    pub attribute_errors: AttributeErrors,
+}
+
 /// One decoded netlink message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "entries are nearly every message decoded: boxing them would allocate per event"
+)]
 pub enum Message {
     /// A conntrack entry from a dump or an event.
-    Entry {
-        /// Dump reply or which event.
-        kind: EntryKind,
-        /// The entry.
-        entry: Entry,
-    },
+    Entry(EntryMessage),
     /// The reply to a table size request.
     TableSize(TableSize),
     /// One CPU's statistics from a per-CPU statistics dump.
@@ -102,8 +112,12 @@ pub fn parse_message(message: &[u8]) -> Result<Message, ParseError> {
     match message_type & 0xff {
         wire::IPCTNL_MSG_CT_NEW | wire::IPCTNL_MSG_CT_DELETE => {
             let kind = entry_kind(message_type & 0xff, flags);
-            let entry = parse_entry(nfgen[0], attributes)?;
-            Ok(Message::Entry { kind, entry })
+            let (entry, attribute_errors) = parse_entry(nfgen[0], attributes)?;
+            Ok(Message::Entry(EntryMessage {
+                kind,
+                entry,
+                attribute_errors,
+            }))
         }
         wire::IPCTNL_MSG_CT_GET_STATS => Ok(Message::TableSize(TableSize::parse(attributes)?)),
         wire::IPCTNL_MSG_CT_GET_STATS_CPU => {

@@ -47,12 +47,16 @@ fn decode(text: &str) -> Vec<Message> {
     streamed
 }
 
-/// The entries of decoded messages with their kinds; panics on any other message.
+/// The entries of decoded messages with their kinds; panics on any other message, and on an
+/// attribute left out (the kernel sends none malformed).
 fn entries(messages: Vec<Message>) -> Vec<(EntryKind, Entry)> {
     messages
         .into_iter()
         .map(|message| match message {
-            Message::Entry { kind, entry } => (kind, entry),
+            Message::Entry(decoded) => {
+                assert!(decoded.attribute_errors.is_empty(), "{decoded:?}");
+                (decoded.kind, decoded.entry)
+            }
             other => panic!("expected an entry, got {other:?}"),
         })
         .collect()

@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use conntrack_codec::{Message, NewEntry, Status, TcpState, Tuple, request};
+use conntrack_codec::{EntryMessage, Message, NewEntry, Status, TcpState, Tuple, request};
 
 /// Groups `NEW | UPDATE | DESTROY` in the legacy bitmask form.
 const ALL_EVENT_GROUPS: u32 = 0x7;
@@ -296,7 +296,7 @@ impl Capture {
                 .insert(0, format!("{name}: one event per line, in arrival order"));
             for (index, bytes) in fixture.messages.iter().enumerate() {
                 let text = match conntrack_codec::parse_message(bytes) {
-                    Ok(Message::Entry { kind, entry }) => format!(
+                    Ok(Message::Entry(EntryMessage { kind, entry, .. })) => format!(
                         "{index}: {kind:?} {:?} {:?} state={:?}",
                         entry.original.src, entry.original.layer4, entry.tcp_state
                     ),

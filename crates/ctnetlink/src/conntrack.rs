@@ -4,7 +4,9 @@ use std::io;
 use std::ops::ControlFlow;
 
 use conntrack_codec::request::{self, NewEntry};
-use conntrack_codec::{CpuStats, Entry, Family, Message, ParseError, TableSize, Tuple, messages};
+use conntrack_codec::{
+    CpuStats, EntryMessage, Family, Message, ParseError, TableSize, Tuple, messages,
+};
 
 use crate::error::{Error, Origin};
 use crate::socket::{AlignedBuffer, NetlinkSocket, Read};
@@ -41,12 +43,13 @@ impl ConntrackSocket {
     }
 
     /// Streams every entry of the table (all families when `family` is `None`) to `on_entry`,
-    /// one at a time, as the kernel sends them. A message that cannot be decoded is handed
-    /// over as an error and the dump goes on.
+    /// one at a time, as the kernel sends them, each with the optional attributes that were
+    /// malformed and left out. A message that cannot be decoded is handed over as an error
+    /// and the dump goes on.
     pub fn dump(
         &mut self,
         family: Option<Family>,
-        mut on_entry: impl FnMut(Result<Entry, ParseError>),
+        mut on_entry: impl FnMut(Result<EntryMessage, ParseError>),
     ) -> Result<DumpSummary, Error> {
         let mut summary = DumpSummary::default();
         let sequence = self.next_sequence();
@@ -55,9 +58,9 @@ impl ConntrackSocket {
             &request::dump(sequence, family),
             |message| {
                 match message {
-                    Ok(Message::Entry { entry, .. }) => {
+                    Ok(Message::Entry(decoded)) => {
                         summary.entries += 1;
-                        on_entry(Ok(entry));
+                        on_entry(Ok(decoded));
                     }
                     Ok(_) => {}
                     Err(error) => {

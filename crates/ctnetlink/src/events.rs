@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use conntrack_codec::{Entry, EntryKind, Message, ParseError, messages};
+use conntrack_codec::{EntryMessage, Message, ParseError, messages};
 
 use crate::error::Error;
 use crate::socket::{AlignedBuffer, Datagram, NetlinkSocket, Read};
@@ -151,9 +151,10 @@ impl EventSocket {
     }
 
     /// Reads the events queued now, up to [`BATCH`](Self::BATCH) datagrams in one system
-    /// call, and hands each to `on_event` in arrival order. Waits for the first one unless
-    /// the socket is non-blocking. An event that cannot be decoded (or a datagram too large
-    /// for the buffer) is handed over as an error; the others in the batch still arrive.
+    /// call, and hands each to `on_event` in arrival order, with the optional attributes that
+    /// were malformed and left out. Waits for the first one unless the socket is
+    /// non-blocking. An event that cannot be decoded (or a datagram too large for the
+    /// buffer) is handed over as an error; the others in the batch still arrive.
     ///
     /// When the kernel reports lost events after some datagrams were read in the same call,
     /// those datagrams are handed over and this call returns [`Received::Messages`]; the
@@ -161,7 +162,7 @@ impl EventSocket {
     /// [`Received::EventsLost`].
     pub fn receive(
         &mut self,
-        on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
+        on_event: impl FnMut(Result<EntryMessage, ParseError>),
     ) -> Result<Received, Error> {
         self.receive_with(0, on_event)
     }
@@ -170,7 +171,7 @@ impl EventSocket {
     /// returns [`Received::WouldBlock`] when nothing is queued.
     pub fn receive_queued(
         &mut self,
-        on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
+        on_event: impl FnMut(Result<EntryMessage, ParseError>),
     ) -> Result<Received, Error> {
         self.receive_with(libc::MSG_DONTWAIT, on_event)
     }
@@ -178,7 +179,7 @@ impl EventSocket {
     fn receive_with(
         &mut self,
         flags: libc::c_int,
-        mut on_event: impl FnMut(Result<(EntryKind, Entry), ParseError>),
+        mut on_event: impl FnMut(Result<EntryMessage, ParseError>),
     ) -> Result<Received, Error> {
         const OPERATION: &str = "receiving conntrack events";
         let mut datagrams = [Datagram::default(); Self::BATCH];
@@ -215,7 +216,7 @@ impl AsRawFd for EventSocket {
 fn hand_over(
     slot: &[u8],
     datagram: Datagram,
-    on_event: &mut impl FnMut(Result<(EntryKind, Entry), ParseError>),
+    on_event: &mut impl FnMut(Result<EntryMessage, ParseError>),
 ) -> usize {
     if datagram.truncated || datagram.length > slot.len() {
         on_event(Err(ParseError::Truncated {
@@ -229,7 +230,7 @@ fn hand_over(
     for message in messages(&slot[..datagram.length]) {
         count += 1;
         match message {
-            Ok(Message::Entry { kind, entry }) => on_event(Ok((kind, entry))),
+            Ok(Message::Entry(decoded)) => on_event(Ok(decoded)),
             Ok(_) => {}
             Err(error) => on_event(Err(error)),
         }
@@ -241,7 +242,7 @@ fn hand_over(
 mod tests {
     use super::*;
     use conntrack_codec::request;
-    use conntrack_codec::{NewEntry, TcpState, Tuple};
+    use conntrack_codec::{EntryKind, NewEntry, TcpState, Tuple};
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A datagram of two NEW messages in a slot of `EVENT_DATAGRAM` bytes, and its length.
@@ -273,8 +274,8 @@ mod tests {
         let ports: Vec<Option<u16>> = events
             .into_iter()
             .map(|event| event.unwrap())
-            .inspect(|(kind, _)| assert_eq!(*kind, EntryKind::New))
-            .map(|(_, entry)| entry.original.src_port())
+            .inspect(|event| assert_eq!(event.kind, EntryKind::New))
+            .map(|event| event.entry.original.src_port())
             .collect();
         assert_eq!(ports, [Some(1000), Some(1001)]);
     }

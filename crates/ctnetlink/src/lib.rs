@@ -17,9 +17,9 @@
 //! events.set_receive_queue(8 << 20)?;
 //!
 //! let mut table = ConntrackSocket::open()?;
-//! let summary = table.dump(None, |entry| {
-//!     if let Ok(entry) = entry {
-//!         println!("{:?} {:?}", entry.original, entry.tcp_state);
+//! let summary = table.dump(None, |decoded| {
+//!     if let Ok(decoded) = decoded {
+//!         println!("{:?} {:?}", decoded.entry.original, decoded.entry.tcp_state);
 //!     }
 //! })?;
 //! println!("{} entries", summary.entries);

@@ -10,7 +10,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use conntrack_codec::{Entry, EntryKind, NewEntry, Protocol, Status, TcpState, Tuple};
+use conntrack_codec::{
+    Entry, EntryKind, EntryMessage, NewEntry, ParseError, Protocol, Status, TcpState, Tuple,
+};
 use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, tracking_switch};
 
 /// Events received so far on one socket.
@@ -35,7 +37,7 @@ impl Events {
             let received = &mut self.received;
             let outcome = self
                 .socket
-                .receive(|event| received.push(event.expect("event decodes")))
+                .receive(|event| received.push(whole(event)))
                 .expect("receive");
             match outcome {
                 Received::Messages(_) => {}
@@ -73,6 +75,13 @@ impl Events {
     fn has(&self, tuple: &Tuple, kind: EntryKind) -> bool {
         self.of(tuple).iter().any(|(k, _)| *k == kind)
     }
+}
+
+/// The kind and entry of an event that decoded whole, as the kernel sends them.
+fn whole(event: Result<EntryMessage, ParseError>) -> (EntryKind, Entry) {
+    let event = event.expect("event decodes");
+    assert!(event.attribute_errors.is_empty(), "{event:?}");
+    (event.kind, event.entry)
 }
 
 fn v4(last: u8) -> IpAddr {
@@ -273,7 +282,7 @@ fn a_burst_that_overflows_a_small_queue_reports_lost_events() {
         let outcome = events
             .socket
             .receive(|event| {
-                let (kind, entry) = event.expect("event decodes");
+                let (kind, entry) = whole(event);
                 assert_eq!(kind, EntryKind::New);
                 assert_eq!(entry.original.protocol, Protocol::TCP);
             })
@@ -338,9 +347,7 @@ fn events_are_read_in_batches_whole_and_in_order() {
     });
     let started = Instant::now();
     let mut first = Vec::new();
-    let outcome = events
-        .receive(|event| first.push(event.expect("event decodes")))
-        .unwrap();
+    let outcome = events.receive(|event| first.push(whole(event))).unwrap();
     let _ = read_done.send(());
     assert_eq!(outcome, Received::Messages(1));
     assert!(
@@ -363,9 +370,7 @@ fn events_are_read_in_batches_whole_and_in_order() {
     let mut received = Vec::new();
     let mut reads = Vec::new();
     loop {
-        let outcome = events
-            .receive(|event| received.push(event.expect("event decodes")))
-            .unwrap();
+        let outcome = events.receive(|event| received.push(whole(event))).unwrap();
         match outcome {
             Received::Messages(count) => reads.push(count),
             Received::WouldBlock => break,
@@ -419,9 +424,11 @@ fn a_blocking_socket_waits_at_most_its_timeout_and_queued_reads_never_wait() {
         .expect("receive");
     assert_eq!(outcome, Received::Messages(2));
     assert_eq!(received.len(), 2);
-    assert!(
-        received
-            .iter()
-            .all(|event| matches!(event, Ok((EntryKind::New, _))))
-    );
+    assert!(received.iter().all(|event| matches!(
+        event,
+        Ok(EntryMessage {
+            kind: EntryKind::New,
+            ..
+        })
+    )));
 }

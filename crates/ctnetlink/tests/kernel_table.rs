@@ -31,8 +31,10 @@ fn creatable_states() -> Vec<TcpState> {
 fn dump(socket: &mut ConntrackSocket, family: Option<Family>) -> Vec<Entry> {
     let mut entries = Vec::new();
     let summary = socket
-        .dump(family, |entry| {
-            entries.push(entry.expect("dumped entry decodes"))
+        .dump(family, |decoded| {
+            let decoded = decoded.expect("dumped entry decodes");
+            assert!(decoded.attribute_errors.is_empty(), "{decoded:?}");
+            entries.push(decoded.entry)
         })
         .expect("dump");
     assert_eq!(summary.parse_errors, 0);

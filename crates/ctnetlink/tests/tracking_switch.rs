@@ -30,8 +30,8 @@ fn tracked(address: IpAddr, port: u16) -> (u64, usize) {
     let mut matching = 0;
     let summary = ConntrackSocket::open()
         .unwrap()
-        .dump(None, |entry| {
-            let entry = entry.unwrap();
+        .dump(None, |decoded| {
+            let entry = decoded.unwrap().entry;
             if entry.original.dst == address && entry.original.dst_port() == Some(port) {
                 matching += 1;
             }
