@@ -7,6 +7,9 @@
 //! netlink captured on x86_64, so the tests only run on little-endian targets.
 #![cfg(target_endian = "little")]
 
+mod common;
+
+use common::fixture;
 use conntrack_codec::{Entry, EntryMessage, Message, ParseError, parse_message};
 
 const NLA_F_NESTED: u16 = 0x8000;
@@ -17,19 +20,6 @@ const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ZONE: u16 = 18;
 const CTA_TIMESTAMP: u16 = 20;
-
-/// The messages of a fixture file, one per non-comment line.
-fn fixture(text: &str) -> Vec<Vec<u8>> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex digit"))
-                .collect()
-        })
-        .collect()
-}
 
 /// A DESTROY event with both counters and a start/stop timestamp.
 fn tcp_destroy() -> Vec<u8> {

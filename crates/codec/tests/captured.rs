@@ -8,26 +8,15 @@
 //! captured on x86_64, so the tests only run on little-endian targets.
 #![cfg(target_endian = "little")]
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use common::fixture;
 use conntrack_codec::{
     Counters, CpuStats, Entry, EntryKind, Family, Layer4, Message, Protocol, Status, TableSize,
     TcpState, Timestamp, Tuple, messages, parse_message,
 };
-
-/// The messages of a fixture file, one per non-comment line.
-fn fixture(text: &str) -> Vec<Vec<u8>> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            assert!(line.len() % 2 == 0, "odd hex line");
-            (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex digit"))
-                .collect()
-        })
-        .collect()
-}
 
 /// Decodes a fixture twice, as one buffer with [`messages`] and line by line with
 /// [`parse_message`], checks that both agree, and returns the messages.

@@ -7,8 +7,11 @@
 //! bytes and randomly mutated captures to [`messages`] and [`parse_message`]. A last property
 //! checks that what the request builder encodes, the parser decodes to the same values.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use common::fixture;
 use conntrack_codec::{
     EntryKind, EntryMessage, Layer4, Message, NewEntry, ParseError, Protocol, Status, TcpState,
     Tuple, messages, parse_message, request,
@@ -652,17 +655,7 @@ const FIXTURES: [&str; 11] = [
 
 /// Every captured message, one per element.
 fn captured() -> Vec<Vec<u8>> {
-    let all: Vec<Vec<u8>> = FIXTURES
-        .iter()
-        .flat_map(|text| text.lines())
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
+    let all: Vec<Vec<u8>> = FIXTURES.iter().flat_map(|text| fixture(text)).collect();
     assert!(all.len() > 40, "fixtures missing: {}", all.len());
     all
 }
