@@ -3,9 +3,9 @@
 //! They come from the kernel's uapi headers (`linux/netlink.h`,
 //! `linux/netfilter/nfnetlink.h`, `linux/netfilter/nfnetlink_conntrack.h`,
 //! `linux/netfilter/nf_conntrack_tcp.h`). They are kept here rather than taken from
-//! `libc` because `libc` does not carry the ctnetlink ones, and one list is easier to
-//! check against the headers than two. The multicast group bits are the socket side's
-//! business and live with the event socket.
+//! `libc` because the codec links no C library, `libc` does not carry the ctnetlink ones
+//! anyway, and one list is easier to check against the headers than two. The multicast
+//! group bits belong to the socket side (`ctnetlink`'s event socket).
 
 /// Size of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;

@@ -33,10 +33,12 @@
 //! # }
 //! ```
 //!
-//! Modules: `socket` (the netlink socket, its one receive loop and its options),
-//! `conntrack` ([`ConntrackSocket`]), `events` ([`EventSocket`]), [`addresses`] (the address
-//! watch) and [`tracking_switch`] (the nftables table that switches tracking on). Every
-//! failure is an [`Error`].
+//! The rooms: `socket` (the netlink socket every other module talks through, with the one
+//! receive loop and the socket options), `conntrack` ([`ConntrackSocket`]), `events`
+//! ([`EventSocket`]), [`addresses`] (the address watch) and [`tracking_switch`] (the nftables
+//! table that switches tracking on, the only user of libnftnl). Every failure is an
+//! [`Error`]. The sockets are not `Send` (libmnl's socket is not): keep each on the thread
+//! that opened it.
 
 pub mod addresses;
 mod conntrack;
