@@ -1,12 +1,16 @@
 # Shortcuts; the scripts under scripts/ are the reference.
 
-.PHONY: run test bench bench-scale
+.PHONY: run test fuzz bench bench-scale
 
 run:
 	scripts/run
 
 test:
 	scripts/test
+
+# Every fuzz target for FUZZ_SECONDS each (default 30).
+fuzz:
+	scripts/fuzz
 
 # Criterion micro-benchmarks, then the scale and burst harness (needs root).
 bench: bench-scale

@@ -2,7 +2,7 @@
 //! (decode the message, classify the entry, update the live table and its per-host counts).
 //!
 //! - `apply/parse_and_apply_captured`: the captured event messages of
-//!   `crates/ctnetlink/tests/fixtures/` (TCP and UDP, IPv4 and IPv6, each connection from NEW
+//!   `crates/codec/tests/fixtures/` (TCP and UDP, IPv4 and IPv6, each connection from NEW
 //!   to DESTROY), decoded and applied; the table stays tiny.
 //! - `apply/parse_and_apply_100k_connections`: a churn stream over a table of 100,000 TCP
 //!   connections to 1,000 remote hosts (800 IPv4, 200 IPv6). Its messages are the captured
@@ -29,8 +29,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use benches::{Random, fixture};
+use conntrack_codec::{Entry, EntryKind, EntryMessage, Message, messages};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ctnetlink::{Entry, EntryKind, Message, messages};
 use tracker::{Classifier, StateGroup, Tracker};
 
 /// Remote hosts of the large table; the last [`IPV6_HOSTS`] of them are IPv6.
@@ -230,7 +230,7 @@ fn workload() -> Workload {
 /// received datagram (less the metrics counters and the optional event log).
 fn parse_and_apply(classifier: &Classifier, tracker: &Tracker, datagram: &[u8]) {
     for message in messages(datagram) {
-        if let Ok(Message::Entry { kind, entry }) = message {
+        if let Ok(Message::Entry(EntryMessage { kind, entry, .. })) = message {
             black_box(tracker.apply(kind, &entry, classifier.classify(&entry)));
         }
     }
@@ -240,7 +240,7 @@ fn decoded(stream: &Stream) -> Vec<(EntryKind, Entry)> {
     (0..stream.len())
         .flat_map(|index| messages(stream.message(index)))
         .map(|message| match message {
-            Ok(Message::Entry { kind, entry }) => (kind, entry),
+            Ok(Message::Entry(EntryMessage { kind, entry, .. })) => (kind, entry),
             other => panic!("not an event: {other:?}"),
         })
         .collect()

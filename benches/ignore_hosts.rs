@@ -14,8 +14,8 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use benches::Random;
+use conntrack_codec::{Entry, TcpState, Tuple};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ctnetlink::{Entry, TcpState, Tuple};
 use tracker::{Classifier, HostPattern};
 
 /// The exporter's own address: the remote end of every entry is its destination.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
+use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
 use tracker::{Classifier, Tracker};
 
 /// The messages of a fixture file: one hex-encoded netlink message per non-comment line.
@@ -21,13 +21,13 @@ pub fn parse_fixture(text: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The messages of one of the captured fixtures in `crates/ctnetlink/tests/fixtures/`.
+/// The messages of one of the captured fixtures in `crates/codec/tests/fixtures/`.
 #[macro_export]
 macro_rules! fixture {
     ($name:literal) => {
         $crate::parse_fixture(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../crates/ctnetlink/tests/fixtures/",
+            "/../crates/codec/tests/fixtures/",
             $name
         )))
     };

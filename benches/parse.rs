@@ -1,4 +1,4 @@
-//! Throughput of the ctnetlink decoder on messages captured from a real kernel.
+//! Throughput of the conntrack message decoder on messages captured from a real kernel.
 //!
 //! The workload mimics what the exporter reads on a busy host: mostly TCP events (NEW,
 //! UPDATE, DESTROY; IPv4 and IPv6, with counters and timestamps on DESTROY), some UDP events,
@@ -12,8 +12,8 @@
 use std::hint::black_box;
 
 use benches::fixture;
+use conntrack_codec::{Message, messages};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ctnetlink::{Message, messages};
 
 /// The datagrams of the mix, and how many netlink messages they hold in all.
 fn workload() -> (Vec<Vec<u8>>, u64) {

@@ -4,7 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{ConntrackSocket, Entry, NewEntry, Protocol, TcpState, Tuple};
+use conntrack_codec::{NewEntry, Protocol, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 use testkit::{HostCounts, TableEntry, host_counts, local_addresses};
 
 /// Entry `index` of round `round`, connecting to one of `hosts` remote hosts. Rounds never
@@ -57,8 +58,8 @@ pub fn flush(socket: &mut ConntrackSocket) -> Duration {
 pub fn kernel_counts(socket: &mut ConntrackSocket) -> HostCounts {
     let mut entries = Vec::new();
     socket
-        .dump(None, |entry: Result<Entry, _>| {
-            let entry = entry.expect("decoding the dump");
+        .dump(None, |decoded| {
+            let entry = decoded.expect("decoding the dump").entry;
             if entry.original.protocol == Protocol::TCP {
                 entries.push(TableEntry {
                     state: entry

@@ -2,7 +2,7 @@
 //! the parser tests and the parse benchmark decode.
 //!
 //! ```text
-//! sudo cargo run -p ctnetlink --example capture -- crates/ctnetlink/tests/fixtures
+//! sudo cargo run -p ctnetlink --example capture -- crates/codec/tests/fixtures
 //! ```
 //!
 //! It runs in a private network namespace (so it needs root) and plays a fixed scenario:
@@ -11,10 +11,10 @@
 //! `.hex` file per kind of reply or per connection's events: one netlink message per line, as
 //! received (padding included), with `#` comment lines above. Next to them it writes what the
 //! `conntrack` tool printed for the same messages, as an independent decoding to check the
-//! tests' expected values against. See `tests/fixtures/README.md`.
+//! tests' expected values against. See `crates/codec/tests/fixtures/README.md`.
 //!
 //! The sockets of the crate hide the bytes they receive, so this program talks netlink through
-//! `mnl` directly and uses the crate only to build requests and to sort the captured events.
+//! `mnl` directly and uses the codec only to build requests and to sort the captured events.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use ctnetlink::{Message, NewEntry, Status, TcpState, Tuple, request};
+use conntrack_codec::{EntryMessage, Message, NewEntry, Status, TcpState, Tuple, request};
 
 /// Groups `NEW | UPDATE | DESTROY` in the legacy bitmask form.
 const ALL_EVENT_GROUPS: u32 = 0x7;
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let output = PathBuf::from(
         std::env::args()
             .nth(1)
-            .unwrap_or_else(|| "crates/ctnetlink/tests/fixtures".into()),
+            .unwrap_or_else(|| "crates/codec/tests/fixtures".into()),
     );
     std::fs::create_dir_all(&output)?;
     let Some(_namespace) = testkit::enter("capture") else {
@@ -147,7 +147,7 @@ impl Capture {
         // Real connections, accounting and timestamps on.
         sysctl("net.netfilter.nf_conntrack_acct", "1")?;
         sysctl("net.netfilter.nf_conntrack_timestamp", "1")?;
-        ctnetlink::tracking::enable()?;
+        ctnetlink::tracking_switch::enable()?;
         let localhost4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let localhost6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let tcp4 = TcpPair::open(localhost4)?;
@@ -252,7 +252,7 @@ impl Capture {
                 // The table size reply is a single message, neither ended nor acknowledged.
                 finished |= kind == NLMSG_DONE || kind == NLMSG_ERROR || kind == CT_GET_STATS;
                 if name == "ack"
-                    && let Ok(Message::Error(errno)) = ctnetlink::parse_message(message)
+                    && let Ok(Message::Error(errno)) = conntrack_codec::parse_message(message)
                 {
                     return Err(io::Error::from_raw_os_error(errno));
                 }
@@ -295,8 +295,8 @@ impl Capture {
                 .comments
                 .insert(0, format!("{name}: one event per line, in arrival order"));
             for (index, bytes) in fixture.messages.iter().enumerate() {
-                let text = match ctnetlink::parse_message(bytes) {
-                    Ok(Message::Entry { kind, entry }) => format!(
+                let text = match conntrack_codec::parse_message(bytes) {
+                    Ok(Message::Entry(EntryMessage { kind, entry, .. })) => format!(
                         "{index}: {kind:?} {:?} {:?} state={:?}",
                         entry.original.src, entry.original.layer4, entry.tcp_state
                     ),

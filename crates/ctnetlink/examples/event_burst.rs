@@ -16,7 +16,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, NewEntry, Received, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -55,11 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Reads queued events until none is left and reports the cost.
-fn drain(
-    events: &mut EventSocket,
-    what: &str,
-    expected: u32,
-) -> Result<(), ctnetlink::SocketError> {
+fn drain(events: &mut EventSocket, what: &str, expected: u32) -> Result<(), ctnetlink::Error> {
     let mut decoded = 0u64;
     let mut errors = 0u64;
     let mut calls = 0u64;

@@ -9,10 +9,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::error::SocketError;
+use crate::error::Error;
+use crate::socket::{AlignedBuffer, NetlinkSocket, Read};
 
 /// `RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR` in the legacy bind bitmask.
 const ADDRESS_GROUPS: u32 = 0x10 | 0x100;
+
+/// Room for one notice; its content is never read, and a larger one is simply cut.
+const NOTICE_BUFFER: usize = 8192;
 
 /// Every IPv4 and IPv6 address currently assigned to an interface.
 pub fn local_addresses() -> io::Result<HashSet<IpAddr>> {
@@ -58,51 +62,32 @@ fn socket_address(address: *const libc::sockaddr) -> Option<IpAddr> {
 
 /// A socket that becomes readable when an interface address is added or removed.
 pub struct AddressChanges {
-    socket: mnl::Socket,
-    buffer: Vec<u8>,
+    socket: NetlinkSocket,
+    buffer: AlignedBuffer,
 }
 
 impl AddressChanges {
-    /// Subscribes to address changes, non-blocking.
-    pub fn subscribe() -> Result<Self, SocketError> {
+    /// Subscribes to address changes.
+    pub fn subscribe() -> Result<Self, Error> {
         const OPERATION: &str = "watching interface addresses";
-        let socket = crate::socket::open_socket(mnl::Bus::Route, ADDRESS_GROUPS, OPERATION)?;
-        let changes = AddressChanges {
-            socket,
-            buffer: vec![0; 8192],
-        };
-        crate::socket::set_nonblocking(changes.as_raw_fd(), true)
-            .map_err(|e| SocketError::from_errno(OPERATION, e, false))?;
-        Ok(changes)
+        Ok(AddressChanges {
+            socket: NetlinkSocket::open(mnl::Bus::Route, ADDRESS_GROUPS, OPERATION)?,
+            buffer: AlignedBuffer::new(NOTICE_BUFFER),
+        })
     }
 
-    /// Reads every queued notice and says whether there was any. An overflowed queue
-    /// counts as a change.
-    pub fn drain(&mut self) -> Result<bool, SocketError> {
+    /// Reads every queued notice, without waiting, and says whether there was any. An
+    /// overflowed queue counts as a change.
+    pub fn drain(&mut self) -> Result<bool, Error> {
+        const OPERATION: &str = "reading address changes";
         let mut changed = false;
         loop {
-            // SAFETY: the buffer is valid for writes of its length.
-            let received = unsafe {
-                libc::recv(
-                    self.as_raw_fd(),
-                    self.buffer.as_mut_ptr().cast(),
-                    self.buffer.len(),
-                    0,
-                )
-            };
-            if received >= 0 {
-                changed = true;
-                continue;
-            }
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EAGAIN) => return Ok(changed),
-                Some(libc::EINTR) => continue,
-                Some(libc::ENOBUFS) => changed = true,
-                _ => {
-                    let operation = "reading address changes";
-                    return Err(SocketError::from_errno(operation, error, false));
-                }
+            match self
+                .socket
+                .read(OPERATION, &mut self.buffer, libc::MSG_DONTWAIT)?
+            {
+                Read::Data(_) | Read::Overrun => changed = true,
+                Read::Empty => return Ok(changed),
             }
         }
     }

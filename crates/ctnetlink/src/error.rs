@@ -1,62 +1,19 @@
-//! Errors of the ctnetlink layer.
+//! The one error type of the socket side.
 
 use std::io;
 
-/// A message or attribute from the kernel that could not be decoded.
-///
-/// Every malformed input maps to one of these; the parser never panics.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// Fewer bytes remain than a header or fixed-size part needs.
-    #[error("truncated {what}: needs {needed} bytes, {available} available")]
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-        /// Bytes it needs.
-        needed: usize,
-        /// Bytes that were left.
-        available: usize,
-    },
-    /// A netlink message header whose length is below the header size or beyond the buffer.
-    #[error("netlink message length {length} is invalid ({available} bytes available)")]
-    MessageFraming {
-        /// The length the header claims.
-        length: usize,
-        /// Bytes that were left in the buffer.
-        available: usize,
-    },
-    /// An attribute header whose length is below the header size or beyond its container.
-    #[error("attribute length {length} is invalid ({available} bytes available)")]
-    AttributeFraming {
-        /// The length the attribute header claims.
-        length: usize,
-        /// Bytes that were left in the container.
-        available: usize,
-    },
-    /// An attribute whose payload has the wrong size for its type.
-    #[error("attribute {attribute} has {length} bytes, expected {expected}")]
-    AttributeLength {
-        /// The attribute's name as in the kernel headers.
-        attribute: &'static str,
-        /// The payload size found.
-        length: usize,
-        /// The payload size its type requires.
-        expected: usize,
-    },
-    /// A required attribute is absent.
-    #[error("missing attribute {0}")]
-    MissingAttribute(&'static str),
-    /// A tuple whose source and destination belong to different address families.
-    #[error("tuple mixes IPv4 and IPv6 addresses")]
-    MixedFamilies,
-}
+use conntrack_codec::ParseError;
 
-/// A failure talking to the kernel.
+/// A failure talking to the kernel: through a conntrack or event socket, the address watch,
+/// or the nftables transaction of the tracking switch.
+///
+/// Every variant names the operation that failed, so that its message alone tells a user
+/// what the program was doing.
 #[derive(Debug, thiserror::Error)]
-pub enum SocketError {
+pub enum Error {
     /// The kernel refused because the process lacks `CAP_NET_ADMIN` in its network namespace.
     #[error(
-        "{operation}: permission denied: reading and watching the conntrack table needs CAP_NET_ADMIN (run as root or grant the capability)"
+        "{operation}: permission denied: this needs CAP_NET_ADMIN in the network namespace (run as root or grant the capability)"
     )]
     PermissionDenied {
         /// What was being attempted.
@@ -69,6 +26,34 @@ pub enum SocketError {
         operation: &'static str,
         /// The errno the kernel returned.
         source: io::Error,
+    },
+    /// The kernel rejected one step of an nftables transaction; nothing was changed.
+    #[error("{operation}: the kernel rejected {step}: {source}")]
+    Rejected {
+        /// What was being attempted.
+        operation: &'static str,
+        /// The step it rejected.
+        step: &'static str,
+        /// The errno the kernel returned.
+        source: io::Error,
+    },
+    /// The kernel lacks a part of nftables the tracking switch needs; nothing was changed.
+    #[error("{operation}: the kernel does not support {feature}: {source}")]
+    Unsupported {
+        /// What was being attempted.
+        operation: &'static str,
+        /// The missing part, with the kernel option that provides it.
+        feature: &'static str,
+        /// The errno the kernel returned.
+        source: io::Error,
+    },
+    /// The kernel neither acknowledged nor rejected a step of an nftables transaction.
+    #[error("{operation}: the kernel did not answer {step}")]
+    Unanswered {
+        /// What was being attempted.
+        operation: &'static str,
+        /// The step left without an answer.
+        step: &'static str,
     },
     /// A system call on the socket failed.
     #[error("{operation}: {source}")]
@@ -86,31 +71,55 @@ pub enum SocketError {
         /// The decoding error.
         source: ParseError,
     },
+    /// libnftnl could not allocate memory for an nftables request.
+    #[error("{operation}: libnftnl could not allocate {what}")]
+    Allocation {
+        /// What was being attempted.
+        operation: &'static str,
+        /// The object it could not allocate.
+        what: &'static str,
+    },
 }
 
-impl SocketError {
-    /// Classifies an errno from a system call or a kernel reply.
-    pub(crate) fn from_errno(operation: &'static str, error: io::Error, from_kernel: bool) -> Self {
-        match error.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => SocketError::PermissionDenied { operation },
-            _ if from_kernel => SocketError::Kernel {
-                operation,
-                source: error,
-            },
-            _ => SocketError::Io {
-                operation,
-                source: error,
-            },
+/// Where an errno came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A system call on the socket failed.
+    SystemCall,
+    /// The kernel answered a request with `NLMSG_ERROR`.
+    Kernel,
+}
+
+impl Error {
+    /// Classifies an errno: a refusal for lack of privilege, whatever its origin, says which
+    /// capability is missing; any other keeps its origin.
+    pub(crate) fn from_errno(operation: &'static str, source: io::Error, origin: Origin) -> Self {
+        match (source.raw_os_error(), origin) {
+            (Some(libc::EPERM | libc::EACCES), _) => Error::PermissionDenied { operation },
+            (_, Origin::Kernel) => Error::Kernel { operation, source },
+            (_, Origin::SystemCall) => Error::Io { operation, source },
         }
+    }
+
+    /// A failed system call (see [`from_errno`](Self::from_errno)).
+    pub(crate) fn system_call(operation: &'static str, source: io::Error) -> Self {
+        Error::from_errno(operation, source, Origin::SystemCall)
     }
 
     /// True when the kernel reported that the entry does not exist (`ENOENT`).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, SocketError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+        self.kernel_errno() == Some(libc::ENOENT)
     }
 
     /// True when the kernel reported that the entry already exists (`EEXIST`).
     pub fn is_already_present(&self) -> bool {
-        matches!(self, SocketError::Kernel { source, .. } if source.raw_os_error() == Some(libc::EEXIST))
+        self.kernel_errno() == Some(libc::EEXIST)
+    }
+
+    fn kernel_errno(&self) -> Option<i32> {
+        match self {
+            Error::Kernel { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
     }
 }

@@ -1,23 +1,25 @@
-//! Linux connection tracking over netlink.
+//! Linux connection tracking over netlink sockets.
 //!
-//! This crate is the exporter's whole kernel boundary: it decodes ctnetlink messages into
-//! typed [`Entry`] values, dumps the conntrack table, subscribes to its NEW / UPDATE /
-//! DESTROY events, creates and deletes entries (for tests and load generation), reads the
-//! kernel's own counters, and can switch connection tracking on in a network namespace.
-//! It has no runtime and no metrics; the decoder is a pure function over bytes.
+//! This crate is the exporter's kernel boundary, the part that does I/O: it dumps the
+//! conntrack table, subscribes to its NEW / UPDATE / DESTROY events, creates and deletes
+//! entries (for tests and load generation), reads the kernel's own counters, watches the
+//! interface addresses, and can switch connection tracking on in a network namespace. The
+//! messages it sends and receives are built and decoded by the pure `conntrack_codec` crate,
+//! whose types (entries, tuples, decoding errors) its callbacks hand over. It has no runtime
+//! and no metrics.
 //!
 //! ```no_run
 //! use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 //!
-//! # fn main() -> Result<(), ctnetlink::SocketError> {
+//! # fn main() -> Result<(), ctnetlink::Error> {
 //! // Subscribe first, so that nothing that happens during the dump is missed.
 //! let mut events = EventSocket::subscribe(EventGroups::ALL)?;
 //! events.set_receive_queue(8 << 20)?;
 //!
 //! let mut table = ConntrackSocket::open()?;
-//! let summary = table.dump(None, |entry| {
-//!     if let Ok(entry) = entry {
-//!         println!("{:?} {:?}", entry.original, entry.tcp_state);
+//! let summary = table.dump(None, |decoded| {
+//!     if let Ok(decoded) = decoded {
+//!         println!("{:?} {:?}", decoded.entry.original, decoded.entry.tcp_state);
 //!     }
 //! })?;
 //! println!("{} entries", summary.entries);
@@ -30,22 +32,21 @@
 //! }
 //! # }
 //! ```
+//!
+//! The rooms: `socket` (the netlink socket every other module talks through, with the one
+//! receive loop and the socket options), `conntrack` ([`ConntrackSocket`]), `events`
+//! ([`EventSocket`]), [`addresses`] (the address watch) and [`tracking_switch`] (the nftables
+//! table that switches tracking on, the only user of libnftnl). Every failure is an
+//! [`Error`]. The sockets are not `Send` (libmnl's socket is not): keep each on the thread
+//! that opened it.
 
 pub mod addresses;
-mod attr;
-mod entry;
+mod conntrack;
 mod error;
-mod message;
-pub mod request;
+mod events;
 mod socket;
-mod stats;
-pub mod tracking;
-mod wire;
+pub mod tracking_switch;
 
-pub use entry::{Counters, Entry, Family, Layer4, Protocol, Status, TcpState, Timestamp, Tuple};
-pub use error::{ParseError, SocketError};
-pub use message::{EntryKind, Message, Messages, messages, parse_message};
-pub use request::NewEntry;
-pub use socket::{ConntrackSocket, DumpSummary, EventGroups, EventSocket, ReceiveQueue, Received};
-pub use stats::{CpuStats, TableSize};
-pub use tracking::TrackingError;
+pub use conntrack::{ConntrackSocket, DumpSummary};
+pub use error::Error;
+pub use events::{EventGroups, EventSocket, ReceiveQueue, Received};

@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{
-    ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, NewEntry, Protocol, Received,
-    Status, TcpState, Tuple, tracking,
+use conntrack_codec::{
+    Entry, EntryKind, EntryMessage, NewEntry, ParseError, Protocol, Status, TcpState, Tuple,
 };
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received, tracking_switch};
 
 /// Events received so far on one socket.
 struct Events {
@@ -37,7 +37,7 @@ impl Events {
             let received = &mut self.received;
             let outcome = self
                 .socket
-                .receive(|event| received.push(event.expect("event decodes")))
+                .receive(|event| received.push(whole(event)))
                 .expect("receive");
             match outcome {
                 Received::Messages(_) => {}
@@ -77,6 +77,13 @@ impl Events {
     }
 }
 
+/// The kind and entry of an event that decoded whole, as the kernel sends them.
+fn whole(event: Result<EntryMessage, ParseError>) -> (EntryKind, Entry) {
+    let event = event.expect("event decodes");
+    assert!(event.attribute_errors.is_empty(), "{event:?}");
+    (event.kind, event.entry)
+}
+
 fn v4(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
 }
@@ -106,7 +113,7 @@ fn new_update_and_destroy_arrive_with_the_right_tuples() {
     let Some(_ns) = testkit::enter("new_update_and_destroy") else {
         return;
     };
-    tracking::enable().expect("switch tracking on");
+    tracking_switch::enable().expect("switch tracking on");
     let mut events = Events::subscribe(EventGroups::ALL);
     events.socket.set_receive_queue(1 << 20).unwrap();
     let mut only_destroy = Events::subscribe(EventGroups {
@@ -275,7 +282,7 @@ fn a_burst_that_overflows_a_small_queue_reports_lost_events() {
         let outcome = events
             .socket
             .receive(|event| {
-                let (kind, entry) = event.expect("event decodes");
+                let (kind, entry) = whole(event);
                 assert_eq!(kind, EntryKind::New);
                 assert_eq!(entry.original.protocol, Protocol::TCP);
             })
@@ -340,9 +347,7 @@ fn events_are_read_in_batches_whole_and_in_order() {
     });
     let started = Instant::now();
     let mut first = Vec::new();
-    let outcome = events
-        .receive(|event| first.push(event.expect("event decodes")))
-        .unwrap();
+    let outcome = events.receive(|event| first.push(whole(event))).unwrap();
     let _ = read_done.send(());
     assert_eq!(outcome, Received::Messages(1));
     assert!(
@@ -365,9 +370,7 @@ fn events_are_read_in_batches_whole_and_in_order() {
     let mut received = Vec::new();
     let mut reads = Vec::new();
     loop {
-        let outcome = events
-            .receive(|event| received.push(event.expect("event decodes")))
-            .unwrap();
+        let outcome = events.receive(|event| received.push(whole(event))).unwrap();
         match outcome {
             Received::Messages(count) => reads.push(count),
             Received::WouldBlock => break,
@@ -421,9 +424,11 @@ fn a_blocking_socket_waits_at_most_its_timeout_and_queued_reads_never_wait() {
         .expect("receive");
     assert_eq!(outcome, Received::Messages(2));
     assert_eq!(received.len(), 2);
-    assert!(
-        received
-            .iter()
-            .all(|event| matches!(event, Ok((EntryKind::New, _))))
-    );
+    assert!(received.iter().all(|event| matches!(
+        event,
+        Ok(EntryMessage {
+            kind: EntryKind::New,
+            ..
+        })
+    )));
 }

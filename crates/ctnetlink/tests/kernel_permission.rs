@@ -1,5 +1,5 @@
 //! Without `CAP_NET_ADMIN` the kernel refuses every conntrack request and event subscription,
-//! and the crate reports [`SocketError::PermissionDenied`] with a message naming the
+//! and the crate reports [`Error::PermissionDenied`] with a message naming the
 //! capability.
 //!
 //! Capabilities belong to threads on Linux, so the test drops `CAP_NET_ADMIN` from the
@@ -9,9 +9,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ctnetlink::{
-    ConntrackSocket, EventGroups, EventSocket, NewEntry, SocketError, TcpState, Tuple,
-};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, Error, EventGroups, EventSocket};
 
 /// `struct __user_cap_header_struct`.
 #[repr(C)]
@@ -59,9 +58,9 @@ fn drop_net_admin() {
     assert_eq!(result, 0, "capset: {}", std::io::Error::last_os_error());
 }
 
-fn assert_permission_denied<T: std::fmt::Debug>(result: Result<T, SocketError>, what: &str) {
+fn assert_permission_denied<T: std::fmt::Debug>(result: Result<T, Error>, what: &str) {
     match result {
-        Err(error @ SocketError::PermissionDenied { .. }) => {
+        Err(error @ Error::PermissionDenied { .. }) => {
             let message = error.to_string();
             assert!(message.contains("CAP_NET_ADMIN"), "{what}: {message}");
             assert!(message.contains("permission denied"), "{what}: {message}");

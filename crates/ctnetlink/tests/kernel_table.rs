@@ -14,9 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use ctnetlink::{
-    ConntrackSocket, Entry, Family, NewEntry, Protocol, Status, TcpState, Tuple, tracking,
-};
+use conntrack_codec::{Entry, Family, NewEntry, Protocol, Status, TcpState, Tuple};
+use ctnetlink::{ConntrackSocket, tracking_switch};
 
 /// Every state a TCP entry can be created in (all but `None`, which the kernel would treat
 /// as a new connection, and `Other`, which is not a state).
@@ -32,8 +31,10 @@ fn creatable_states() -> Vec<TcpState> {
 fn dump(socket: &mut ConntrackSocket, family: Option<Family>) -> Vec<Entry> {
     let mut entries = Vec::new();
     let summary = socket
-        .dump(family, |entry| {
-            entries.push(entry.expect("dumped entry decodes"))
+        .dump(family, |decoded| {
+            let decoded = decoded.expect("dumped entry decodes");
+            assert!(decoded.attribute_errors.is_empty(), "{decoded:?}");
+            entries.push(decoded.entry)
         })
         .expect("dump");
     assert_eq!(summary.parse_errors, 0);
@@ -91,7 +92,7 @@ fn parse_listed(line: &str) -> Listed {
             src: address("src"),
             dst: address("dst"),
             protocol,
-            layer4: ctnetlink::Layer4::Ports {
+            layer4: conntrack_codec::Layer4::Ports {
                 src: port("sport"),
                 dst: port("dport"),
             },
@@ -277,7 +278,7 @@ fn real_tcp_connections_on_loopback_appear_in_their_states() {
         let setting = format!("net.netfilter.nf_conntrack_{key}={value}");
         testkit::run("sysctl", &["-q", "-w", &setting]).unwrap();
     }
-    tracking::enable().expect("switch tracking on");
+    tracking_switch::enable().expect("switch tracking on");
     let mut socket = ConntrackSocket::open().unwrap();
     let mut seen = 0;
     for address in [

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use conntrack_codec::{EntryKind, EntryMessage, ParseError};
 use ctnetlink::addresses::{self, AddressChanges};
-use ctnetlink::{
-    ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, ParseError, Received, SocketError,
-};
+use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 use log::{debug, info, warn};
 use tracker::{Classifier, HostPattern, Tracker};
 
@@ -110,11 +109,13 @@ struct Applier {
 }
 
 impl Applier {
-    fn apply_event(&mut self, event: Result<(EntryKind, Entry), ParseError>) {
-        let (kind, entry) = match event {
+    fn apply_event(&mut self, event: Result<EntryMessage, ParseError>) {
+        let event = match event {
             Ok(event) => event,
             Err(error) => return self.skip_malformed(error),
         };
+        self.count_attribute_errors(&event);
+        let EntryMessage { kind, entry, .. } = event;
         self.seen_any = true;
         match kind {
             EntryKind::New => self.counters.events_new.increment(1),
@@ -132,6 +133,21 @@ impl Applier {
     fn skip_malformed(&mut self, error: ParseError) {
         self.counters.parse_errors.increment(1);
         warn!("skipped a malformed conntrack message: {error}");
+    }
+
+    /// Counts the malformed optional attributes the entry was applied without.
+    fn count_attribute_errors(&self, decoded: &EntryMessage) {
+        let errors = &decoded.attribute_errors;
+        if let Some(first) = errors.first() {
+            self.counters
+                .attribute_errors
+                .increment(errors.count().into());
+            debug!(
+                "left {} malformed attribute(s) out of the conntrack entry {:?}, the first: {first}",
+                errors.count(),
+                decoded.entry.original
+            );
+        }
     }
 }
 
@@ -185,10 +201,7 @@ impl Collector {
             .event_log
             .map(|log| Ok((log, log.start_writer(counters.event_log_dropped.clone())?)))
             .transpose()
-            .map_err(|source| SocketError::Io {
-                operation: "starting the event log's writer thread",
-                source,
-            })?;
+            .map_err(Error::EventLogThread)?;
         Ok(Collector {
             events,
             table,
@@ -329,7 +342,7 @@ impl Collector {
     /// Dumps the table and reconciles the tracker with it. Events that arrive meanwhile wait
     /// in the receive queue and are applied afterwards, in order, so the latest word on
     /// each connection is the one that stays.
-    fn resync(&mut self, reason: Reason) -> Result<(), SocketError> {
+    fn resync(&mut self, reason: Reason) -> Result<(), ctnetlink::Error> {
         // Every event already queued is older than the dump and must be applied before it,
         // not after: after a loss, a queued NEW whose DESTROY was dropped would otherwise
         // bring back a connection the dump rightly left out. Applying them first also keeps
@@ -341,8 +354,12 @@ impl Collector {
         let tracker = Arc::clone(&self.applier.tracker);
         let mut resync = tracker.begin_resync();
         let applier = &mut self.applier;
-        let summary = self.table.dump(None, |entry| match entry {
-            Ok(entry) => resync.observe(&entry, applier.classifier.classify(&entry)),
+        let summary = self.table.dump(None, |decoded| match decoded {
+            Ok(decoded) => {
+                applier.count_attribute_errors(&decoded);
+                let entry = &decoded.entry;
+                resync.observe(entry, applier.classifier.classify(entry));
+            }
             Err(error) => applier.skip_malformed(error),
         })?;
         let outcome = resync.finish();
@@ -430,5 +447,67 @@ impl Collector {
             }
             Err(error) => warn!("listing interface addresses failed: {error}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::Exposition;
+    use crate::settings::Naming;
+    use conntrack_codec::{Message, NewEntry, TcpState, Tuple, parse_message, request};
+
+    /// A NEW event whose zone attribute claims four bytes instead of two.
+    fn event_with_a_bad_zone() -> EntryMessage {
+        let original = Tuple::tcp(
+            "10.0.0.1".parse().unwrap(),
+            40000,
+            "10.0.0.9".parse().unwrap(),
+            80,
+        );
+        let mut entry = NewEntry::tcp(original, TcpState::Established, 60);
+        entry.zone = Some(3);
+        let mut bytes = request::create(1, &entry);
+        // The zone is the request's last attribute: a 4-byte header, 2 bytes of value and
+        // 2 of padding. Its length field now covers the padding too.
+        let zone = bytes.len() - 8;
+        bytes[zone..zone + 2].copy_from_slice(&8u16.to_ne_bytes());
+        match parse_message(&bytes) {
+            Ok(Message::Entry(decoded)) => decoded,
+            other => panic!("expected an entry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_entry_with_a_malformed_attribute_is_applied_and_the_attribute_counted() {
+        let tracker = Arc::new(Tracker::new());
+        let status = Arc::new(Status::default());
+        let idle = Duration::from_secs(300);
+        let (exposition, counters) =
+            Exposition::new(Arc::clone(&tracker), status, Naming::Plain, idle);
+        let mut applier = Applier {
+            classifier: Classifier::new(Vec::new()),
+            tracker: Arc::clone(&tracker),
+            counters,
+            event_log: None,
+            seen_any: false,
+        };
+        let event = event_with_a_bad_zone();
+        assert_eq!(event.attribute_errors.count(), 1);
+        assert_eq!(event.entry.zone, None);
+
+        applier.apply_event(Ok(event.clone()));
+        applier.apply_event(Ok(event));
+        assert_eq!(tracker.connections(), 1);
+        let text = exposition.render();
+        assert!(
+            text.contains("conntrack_exporter_attribute_errors_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("conntrack_exporter_parse_errors_total 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("conntrack_open_connections{host=\"10.0.0.9\"} 1\n"));
     }
 }

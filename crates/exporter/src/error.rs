@@ -20,15 +20,16 @@ pub enum Error {
         /// The reason.
         source: io::Error,
     },
-    /// Switching connection tracking on (`--ensure-tracking`) failed.
+    /// The kernel refused or failed a request: subscribing to events, reading the table,
+    /// switching connection tracking on (`--ensure-tracking`).
     #[error(transparent)]
-    Tracking(#[from] ctnetlink::TrackingError),
-    /// The collector could not subscribe to events, set up its sockets or read the table.
-    #[error(transparent)]
-    Kernel(#[from] ctnetlink::SocketError),
+    Kernel(#[from] ctnetlink::Error),
     /// The addresses of this namespace's interfaces could not be listed.
     #[error("listing interface addresses: {0}")]
     LocalAddresses(io::Error),
+    /// The event log's writer thread could not be created.
+    #[error("cannot start the event log's writer thread: {0}")]
+    EventLogThread(io::Error),
     /// The collector thread could not be created.
     #[error("cannot start the collector thread: {0}")]
     CollectorThread(io::Error),

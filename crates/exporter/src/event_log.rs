@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ctnetlink::{Entry, EntryKind, Layer4, Status, Tuple};
+use conntrack_codec::{Entry, EntryKind, Layer4, Status, Tuple};
 use metrics::Counter;
 use serde::Serialize;
 use tracker::{Classification, StateGroup};
@@ -165,7 +165,7 @@ fn endpoint(address: std::net::IpAddr, port: Option<u16>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::TcpState;
+    use conntrack_codec::TcpState;
     use tracker::Classifier;
 
     fn sample() -> (Entry, Classification) {

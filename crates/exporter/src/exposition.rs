@@ -74,6 +74,8 @@ pub struct Counters {
     pub events_lost: Counter,
     /// Kernel messages that could not be decoded and were skipped.
     pub parse_errors: Counter,
+    /// Malformed optional attributes left out of entries that were otherwise applied.
+    pub attribute_errors: Counter,
     /// Resyncs at start.
     pub resyncs_startup: Counter,
     /// Periodic resyncs.
@@ -128,6 +130,7 @@ impl Exposition {
                 events_destroy: counter!("conntrack_exporter_events_total", "type" => "destroy"),
                 events_lost: counter!("conntrack_exporter_events_lost_total"),
                 parse_errors: counter!("conntrack_exporter_parse_errors_total"),
+                attribute_errors: counter!("conntrack_exporter_attribute_errors_total"),
                 resyncs_startup: counter!("conntrack_exporter_resyncs_total", "reason" => "startup"),
                 resyncs_periodic: counter!("conntrack_exporter_resyncs_total", "reason" => "periodic"),
                 resyncs_events_lost: counter!("conntrack_exporter_resyncs_total", "reason" => "events_lost"),
@@ -218,6 +221,10 @@ fn describe_self_metrics() {
         "Kernel messages that could not be decoded and were skipped."
     );
     describe_counter!(
+        "conntrack_exporter_attribute_errors_total",
+        "Malformed optional attributes left out of kernel messages whose entries were applied."
+    );
+    describe_counter!(
         "conntrack_exporter_resyncs_total",
         "Full re-reads of the conntrack table, by reason (startup, periodic, events_lost)."
     );
@@ -262,7 +269,7 @@ fn describe_self_metrics() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
+    use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
     use tracker::Classifier;
 
     fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {

@@ -136,11 +136,11 @@ async fn shutdown_signal() {
 struct TrackingSwitch;
 
 impl TrackingSwitch {
-    fn on() -> Result<TrackingSwitch, ctnetlink::TrackingError> {
-        ctnetlink::tracking::enable()?;
+    fn on() -> Result<TrackingSwitch, ctnetlink::Error> {
+        ctnetlink::tracking_switch::enable()?;
         info!(
             "connection tracking switched on (nftables table inet {})",
-            ctnetlink::tracking::TABLE_NAME
+            ctnetlink::tracking_switch::TABLE_NAME
         );
         Ok(TrackingSwitch)
     }
@@ -148,7 +148,7 @@ impl TrackingSwitch {
 
 impl Drop for TrackingSwitch {
     fn drop(&mut self) {
-        match ctnetlink::tracking::disable() {
+        match ctnetlink::tracking_switch::disable() {
             Ok(()) => info!("connection tracking switch removed"),
             Err(error) => warn!("could not remove the connection tracking switch: {error}"),
         }

@@ -14,7 +14,8 @@ mod common;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 
 use common::{create_tcp, delete, exporter_command, start_exporter};
-use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 use serde_json::Value;
 use testkit::{Exporter, SEED_FAMILIES, eventually, show};
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{create_tcp, start_exporter};
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 use testkit::{Exporter, HostCounts, SEED_FAMILIES, address, eventually, show};
 
 const IGNORED: &str =
@@ -103,7 +103,7 @@ fn an_ipv4_mapped_network_ignores_ipv4_hosts_and_the_collector_goes_on() {
     let Some(_namespace) = testkit::enter(test) else {
         return;
     };
-    use ctnetlink::TcpState::{Established, SynSent};
+    use conntrack_codec::TcpState::{Established, SynSent};
     // Found by the initial dump.
     create_tcp("192.0.2.1", 40001, "10.1.2.3", 80, Established);
     create_tcp("192.0.2.1", 40002, "198.51.100.1", 80, Established);

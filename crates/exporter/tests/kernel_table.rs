@@ -10,7 +10,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 
 use common::{create_tcp, start_exporter};
-use ctnetlink::{ConntrackSocket, NewEntry, Status, TcpState, Tuple};
+use conntrack_codec::{NewEntry, Status, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 use testkit::{HostCounts, SEED_FAMILIES, address, show};
 
 /// A connected pair that has exchanged a byte each way, so that closing either end sends a

@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::start_exporter;
-use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 use testkit::{
     Exporter, HostCounts, SEED_FAMILIES, Scrape, TempDir, eventually, extend_budget, show,
     state_group,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::{create_tcp, start_exporter};
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 use testkit::{
     Exporter, PLAIN_FAMILIES, SEED_FAMILIES, Scrape, TempDir, address, eventually, require_tool,
 };

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use common::{create_tcp, delete, start_exporter};
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 use testkit::{Exporter, SEED_FAMILIES, address, show};
 
 const EVENTS_SYSCTL: &str = "net.netfilter.nf_conntrack_events";
@@ -45,7 +45,7 @@ fn changes_without_events_are_corrected_by_the_periodic_resync() {
         return;
     };
     // Tracking on before the exporter exists, so that real connections predate it.
-    ctnetlink::tracking::enable().unwrap();
+    ctnetlink::tracking_switch::enable().unwrap();
     let events_setting = sysctl_events();
     set_sysctl_events("0");
 

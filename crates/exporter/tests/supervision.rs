@@ -19,8 +19,8 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 
 use common::{create_tcp, exporter_command};
+use conntrack_codec::TcpState;
 use conntrack_exporter::supervision::{Ending, Shutdown, SupervisedThread};
-use ctnetlink::TcpState;
 use testkit::{DEADLINE, SEED_FAMILIES, address, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use ctnetlink::{Entry, Protocol, Tuple};
+use conntrack_codec::{Entry, Protocol, Tuple};
 
 use crate::patterns::{HostPattern, HostPatterns};
 use crate::state::StateGroup;
@@ -100,7 +100,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::TcpState;
+    use conntrack_codec::TcpState;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

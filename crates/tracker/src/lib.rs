@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
+//! use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
 //! use tracker::{Classifier, StateGroup, Tracker};
 //!
 //! let mut classifier = Classifier::new(Vec::new());

@@ -1,6 +1,6 @@
 //! The four state groups the exporter reports, and how TCP states map onto them.
 
-use ctnetlink::TcpState;
+use conntrack_codec::TcpState;
 
 /// A coarse connection state, as the metrics report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{Entry, EntryKind, Layer4, Tuple};
+use conntrack_codec::{Entry, EntryKind, Layer4, Tuple};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 
@@ -370,7 +370,7 @@ impl Aggregates {
 mod tests {
     use super::*;
     use crate::classify::Classifier;
-    use ctnetlink::TcpState;
+    use conntrack_codec::TcpState;
     use std::collections::BTreeMap;
 
     const IDLE: Duration = Duration::from_secs(300);

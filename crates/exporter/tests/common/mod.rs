@@ -5,7 +5,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use ctnetlink::{ConntrackSocket, NewEntry, TcpState, Tuple};
+use conntrack_codec::{NewEntry, TcpState, Tuple};
+use ctnetlink::ConntrackSocket;
 use testkit::{Exporter, ExporterCommand, address};
 
 /// The exporter binary built by Cargo for these tests.

@@ -1,16 +1,20 @@
 //! Malformed input: the decoder returns a value or an error for any bytes and never panics.
 //!
 //! Hand-built messages cover each way a message can be wrong (truncated, wrong attribute
-//! sizes, zero and overlong lengths, garbage inside nested attributes, missing tuples); the
+//! sizes, zero and overlong lengths, garbage inside nested attributes, missing tuples), and
+//! that a malformed optional attribute costs only itself; the
 //! captured kernel messages are cut at every byte offset; and property tests feed arbitrary
 //! bytes and randomly mutated captures to [`messages`] and [`parse_message`]. A last property
 //! checks that what the request builder encodes, the parser decodes to the same values.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ctnetlink::{
-    EntryKind, Layer4, Message, NewEntry, ParseError, Protocol, Status, TcpState, Tuple, messages,
-    parse_message, request,
+use common::fixture;
+use conntrack_codec::{
+    EntryKind, EntryMessage, Layer4, Message, NewEntry, ParseError, Protocol, Status, TcpState,
+    Tuple, messages, parse_message, request,
 };
 use proptest::prelude::*;
 
@@ -133,9 +137,15 @@ fn length_error(attribute: &'static str, length: usize, expected: usize) -> Pars
 
 #[test]
 fn the_hand_built_reference_message_is_valid() {
-    let Ok(Message::Entry { kind, entry }) = parse(&entry_with(&[])) else {
+    let Ok(Message::Entry(EntryMessage {
+        kind,
+        entry,
+        attribute_errors,
+    })) = parse(&entry_with(&[]))
+    else {
         panic!("reference message must decode");
     };
+    assert!(attribute_errors.is_empty());
     assert_eq!(kind, EntryKind::New);
     assert_eq!(
         entry.original,
@@ -150,7 +160,9 @@ fn the_hand_built_reference_message_is_valid() {
 
 #[test]
 fn wrong_attribute_lengths_name_the_attribute() {
-    let cases: Vec<(Vec<u8>, ParseError)> = vec![
+    // Optional attributes of an entry: each costs only itself. The entry decodes without it,
+    // and the message reports what was left out.
+    let optional: Vec<(Vec<u8>, ParseError)> = vec![
         // CTA_STATUS, CTA_TIMEOUT, CTA_MARK, CTA_ID: u32 with 2, 0, 8 and 3 bytes.
         (
             entry_with(&[attr(3, &[0, 8])]),
@@ -193,6 +205,10 @@ fn wrong_attribute_lengths_name_the_attribute() {
             entry_with(&[nested(4, &[nested(1, &[attr(1, &[3, 0])])])]),
             length_error("CTA_PROTOINFO_TCP_STATE", 2, 1),
         ),
+    ];
+    // What makes an entry (its original tuple) and statistics replies: the message is an
+    // error.
+    let fatal: Vec<(Vec<u8>, ParseError)> = vec![
         // Tuple: IPv4 address of 3 bytes, IPv6 address of 4, port of 1, protocol of 2.
         (
             message(
@@ -252,8 +268,19 @@ fn wrong_attribute_lengths_name_the_attribute() {
             length_error("CTA_STATS_*", 2, 4),
         ),
     ];
-    assert_eq!(cases.len(), 15);
-    for (bytes, expected) in cases {
+    assert_eq!(optional.len() + fatal.len(), 15);
+    let Ok(Message::Entry(reference)) = parse(&entry_with(&[])) else {
+        panic!("reference message must decode");
+    };
+    for (bytes, expected) in optional {
+        let Ok(Message::Entry(decoded)) = parse(&bytes) else {
+            panic!("{expected}: the entry must decode without the attribute");
+        };
+        assert_eq!(decoded.entry, reference.entry, "{expected}");
+        assert_eq!(decoded.attribute_errors.count(), 1, "{expected}");
+        assert_eq!(decoded.attribute_errors.first(), Some(&expected));
+    }
+    for (bytes, expected) in fatal {
         assert_eq!(parse(&bytes), Err(expected));
     }
 }
@@ -357,13 +384,22 @@ fn message_lengths_that_cannot_be_trusted_end_the_iteration() {
 
 #[test]
 fn a_bad_payload_does_not_stop_the_following_messages() {
-    let bad = entry_with(&[attr(8, &[1])]);
+    // An original tuple whose protocol number has two bytes.
+    let bad = message(
+        CT_NEW,
+        NLM_F_CREATE_EXCL,
+        AF_INET,
+        &[tuple_orig(&[
+            ip_v4([1; 4], [2; 4]),
+            nested(2, &[attr(1, &[0, 6])]),
+        ])],
+    );
     let good = entry_with(&[]);
     let buffer = [bad.clone(), good.clone(), bad, good].concat();
     let results: Vec<_> = messages(&buffer).collect();
     assert_eq!(results.len(), 4);
     assert!(results[0].is_err() && results[2].is_err());
-    assert!(matches!(results[1], Ok(Message::Entry { .. })));
+    assert!(matches!(results[1], Ok(Message::Entry(_))));
     assert_eq!(results[1], results[3]);
 }
 
@@ -536,7 +572,7 @@ fn unknown_attributes_and_messages_are_skipped() {
 fn kinds_follow_message_type_and_flags() {
     let tuple = [good_tuple()];
     let kind = |message_type, flags| match parse(&message(message_type, flags, AF_INET, &tuple)) {
-        Ok(Message::Entry { kind, .. }) => kind,
+        Ok(Message::Entry(decoded)) => decoded.kind,
         other => panic!("{other:?}"),
     };
     assert_eq!(kind(CT_NEW, NLM_F_CREATE_EXCL), EntryKind::New);
@@ -561,7 +597,9 @@ fn icmp_and_portless_tuples() {
             ],
         ),
     ]);
-    let Ok(Message::Entry { entry, .. }) = parse(&message(CT_NEW, 0, AF_INET, &[icmp])) else {
+    let Ok(Message::Entry(EntryMessage { entry, .. })) =
+        parse(&message(CT_NEW, 0, AF_INET, &[icmp]))
+    else {
         panic!("ICMP entry must decode");
     };
     assert_eq!(entry.original.protocol, Protocol::ICMP);
@@ -574,7 +612,9 @@ fn icmp_and_portless_tuples() {
         }
     );
     let gre = tuple_orig(&[ip_v6([1; 16], [2; 16]), nested(2, &[attr(1, &[47])])]);
-    let Ok(Message::Entry { entry, .. }) = parse(&message(CT_NEW, 0, AF_INET6, &[gre])) else {
+    let Ok(Message::Entry(EntryMessage { entry, .. })) =
+        parse(&message(CT_NEW, 0, AF_INET6, &[gre]))
+    else {
         panic!("portless entry must decode");
     };
     assert_eq!(entry.original.layer4, Layer4::None);
@@ -615,17 +655,7 @@ const FIXTURES: [&str; 11] = [
 
 /// Every captured message, one per element.
 fn captured() -> Vec<Vec<u8>> {
-    let all: Vec<Vec<u8>> = FIXTURES
-        .iter()
-        .flat_map(|text| text.lines())
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
+    let all: Vec<Vec<u8>> = FIXTURES.iter().flat_map(|text| fixture(text)).collect();
     assert!(all.len() > 40, "fixtures missing: {}", all.len());
     all
 }
@@ -776,9 +806,12 @@ proptest! {
             zone,
         };
         let bytes = request::create(1, &entry);
-        let Ok(Message::Entry { kind, entry: decoded }) = parse_message(&bytes) else {
+        let Ok(Message::Entry(EntryMessage { kind, entry: decoded, attribute_errors })) =
+            parse_message(&bytes)
+        else {
             panic!("request does not decode: {:?}", parse_message(&bytes));
         };
+        prop_assert!(attribute_errors.is_empty());
         prop_assert_eq!(kind, EntryKind::New);
         prop_assert_eq!(decoded.original, original);
         prop_assert_eq!(decoded.reply, Some(original.inverted()));

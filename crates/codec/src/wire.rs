@@ -3,8 +3,9 @@
 //! They come from the kernel's uapi headers (`linux/netlink.h`,
 //! `linux/netfilter/nfnetlink.h`, `linux/netfilter/nfnetlink_conntrack.h`,
 //! `linux/netfilter/nf_conntrack_tcp.h`). They are kept here rather than taken from
-//! `libc` because `libc` does not carry the ctnetlink ones, and one list is easier to
-//! check against the headers than two.
+//! `libc` because the codec links no C library, `libc` does not carry the ctnetlink ones
+//! anyway, and one list is easier to check against the headers than two. The multicast
+//! group bits belong to the socket side (`ctnetlink`'s event socket).
 
 /// Size of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
@@ -59,13 +60,8 @@ pub const fn ctnetlink_type(message: u16) -> u16 {
 /// `NFNETLINK_V0`.
 pub const NFNETLINK_V0: u8 = 0;
 
-/// Multicast group bits for `bind` (legacy bitmask form of `NFNLGRP_CONNTRACK_*`).
-pub const NF_NETLINK_CONNTRACK_NEW: u32 = 0x1;
-/// See [`NF_NETLINK_CONNTRACK_NEW`].
-pub const NF_NETLINK_CONNTRACK_UPDATE: u32 = 0x2;
-/// See [`NF_NETLINK_CONNTRACK_NEW`].
-pub const NF_NETLINK_CONNTRACK_DESTROY: u32 = 0x4;
-
+/// `AF_UNSPEC`: every family, in a dump or flush request.
+pub const AF_UNSPEC: u8 = 0;
 /// `AF_INET`.
 pub const AF_INET: u8 = 2;
 /// `AF_INET6`.

@@ -75,7 +75,7 @@ impl RequestBuilder {
 }
 
 fn family_byte(family: Option<Family>) -> u8 {
-    family.map_or(libc::AF_UNSPEC as u8, Family::to_raw)
+    family.map_or(wire::AF_UNSPEC, Family::to_raw)
 }
 
 /// A request to dump every entry of `family` (all families when `None`).

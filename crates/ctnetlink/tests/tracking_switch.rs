@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ctnetlink::ConntrackSocket;
-use ctnetlink::tracking::{self, CHAIN_NAME, TABLE_NAME};
+use ctnetlink::tracking_switch::{self, CHAIN_NAME, TABLE_NAME};
 
 /// Opens a TCP connection to `address` on a fresh port, exchanges a byte each way, and
 /// returns the listener's port.
@@ -30,8 +30,8 @@ fn tracked(address: IpAddr, port: u16) -> (u64, usize) {
     let mut matching = 0;
     let summary = ConntrackSocket::open()
         .unwrap()
-        .dump(None, |entry| {
-            let entry = entry.unwrap();
+        .dump(None, |decoded| {
+            let entry = decoded.unwrap().entry;
             if entry.original.dst == address && entry.original.dst_port() == Some(port) {
                 matching += 1;
             }
@@ -62,7 +62,7 @@ fn connections_are_tracked_only_once_enabled() {
     let port = connect(v6);
     assert_eq!(tracked(v6, port), (0, 0), "IPv6 tracked before enable");
 
-    tracking::enable().unwrap();
+    tracking_switch::enable().unwrap();
     let port = connect(v4);
     assert_eq!(tracked(v4, port).1, 1, "IPv4 connection not tracked");
     let port = connect(v6);
@@ -75,8 +75,8 @@ fn tracking_stops_once_disabled() {
         return;
     };
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    tracking::enable().unwrap();
-    tracking::disable().unwrap();
+    tracking_switch::enable().unwrap();
+    tracking_switch::disable().unwrap();
 
     // The kernel releases the rule, and with it the conntrack hooks, in deferred work after
     // the transaction: allow it a moment.
@@ -97,8 +97,8 @@ fn enabling_twice_leaves_one_rule() {
     let Some(_namespace) = testkit::enter("enabling_twice_leaves_one_rule") else {
         return;
     };
-    tracking::enable().unwrap();
-    tracking::enable().unwrap();
+    tracking_switch::enable().unwrap();
+    tracking_switch::enable().unwrap();
 
     let ruleset = nft(&["-j", "list", "ruleset"]);
     assert_eq!(count(&ruleset, "\"table\": {"), 1, "{ruleset}");
@@ -159,14 +159,14 @@ fn other_tables_are_left_alone() {
     let other = || nft(&["-a", "list", "table", "inet", "other_table"]);
     let before = other();
 
-    tracking::enable().unwrap();
+    tracking_switch::enable().unwrap();
     assert_eq!(other(), before, "enable changed another table");
-    tracking::disable().unwrap();
+    tracking_switch::disable().unwrap();
     assert_eq!(other(), before, "disable changed another table");
     assert_eq!(nft(&["list", "tables"]), "table inet other_table\n");
 
     // Disabling again, with the table absent, succeeds and changes nothing.
-    tracking::disable().unwrap();
+    tracking_switch::disable().unwrap();
     assert_eq!(other(), before);
     assert_eq!(nft(&["list", "tables"]), "table inet other_table\n");
 }
@@ -176,12 +176,12 @@ fn disabling_an_empty_ruleset_succeeds() {
     let Some(_namespace) = testkit::enter("disabling_an_empty_ruleset_succeeds") else {
         return;
     };
-    tracking::disable().unwrap();
+    tracking_switch::disable().unwrap();
     assert_eq!(nft(&["list", "ruleset"]), "");
 
-    tracking::enable().unwrap();
-    tracking::disable().unwrap();
-    tracking::enable().unwrap();
+    tracking_switch::enable().unwrap();
+    tracking_switch::disable().unwrap();
+    tracking_switch::enable().unwrap();
     let ruleset = nft(&["-j", "list", "ruleset"]);
     assert_eq!(count(&ruleset, "\"rule\": {"), 1, "{ruleset}");
 }
