@@ -2,6 +2,7 @@
 //! existing service definitions work unchanged.
 
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -62,6 +63,11 @@ pub struct Args {
     /// Switch connection tracking on in this network namespace while running.
     #[arg(long)]
     pub(crate) ensure_tracking: bool,
+
+    /// HTTP connections open at once; when all are taken, the one quiet the longest makes
+    /// room [default: 512].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<NonZeroUsize>,
 }
 
 impl Args {
@@ -80,6 +86,7 @@ impl Args {
             debug: self.debug.then_some(true),
             resync_interval: self.resync_interval.map(Parsed),
             ensure_tracking: self.ensure_tracking.then_some(true),
+            max_connections: self.max_connections,
             ..Layer::default()
         }
     }
@@ -144,6 +151,7 @@ mod tests {
                 "[default: {}s]",
                 defaults.resync_interval.unwrap().as_secs()
             ),
+            format!("[default: {}]", defaults.max_connections),
         ] {
             assert!(help.contains(&shown), "--help shows no {shown}");
         }

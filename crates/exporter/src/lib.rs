@@ -6,8 +6,10 @@
 //! per-host counts through [`exposition::Exposition`] at a cost of one step per host.
 //!
 //! Start-up ([`run`]): settings, logging, the HTTP listener (so that a port in use fails at
-//! once), tracking switched on if asked, then the collector thread (event subscription and
-//! initial dump). Then it serves until SIGTERM or SIGINT, and undoes what it set up.
+//! once), tracking switched on if asked, the HTTP server (its readiness endpoint says when
+//! the counts are complete), then the collector thread (event subscription and initial
+//! dump). Then it serves until SIGTERM or SIGINT, which it honours at any of these steps
+//! within a bounded time, and undoes what it set up.
 //!
 //! The binary `conntrack_exporter` is a thin wrapper around [`run`]; the library exists so
 //! that the benchmarks can drive the exposition directly.
@@ -21,18 +23,25 @@ mod logging;
 pub mod settings;
 
 use std::error::Error;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
+use tokio::sync::oneshot;
 use tracker::Tracker;
 
 pub use crate::cli::Args;
 use crate::collector::CollectorSettings;
 use crate::event_log::EventLog;
-use crate::exposition::{Exposition, Status};
+use crate::exposition::{Exposition, SharedRender, Status};
 use crate::settings::Settings;
+
+/// How long the collector thread may take to notice the stop flag at exit before the exporter
+/// exits without it (it checks the flag at least four times a second, unless it hangs).
+const COLLECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the exporter with the command-line `args` until SIGTERM or SIGINT. An error is one
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
@@ -41,9 +50,14 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let settings = Settings::load(args.config.as_deref(), args.layer())?;
     logging::init(settings.debug);
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let address = SocketAddr::new(settings.bind_address, settings.listen_port);
-    let listener = TcpListener::bind(address)
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let listener = {
+        let _runtime = runtime.enter();
+        http::bind(address).map_err(|error| format!("cannot listen on {address}: {error}"))?
+    };
 
     let _tracking = settings
         .ensure_tracking
@@ -58,44 +72,93 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         settings.naming,
         settings.host_idle_timeout,
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let collector = collector::start(
-        CollectorSettings {
-            ignore_hosts: settings.ignore_hosts.clone(),
-            resync_interval: settings.resync_interval,
-            netlink_buffer_bytes: settings.netlink_buffer_bytes,
-            netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes,
-            event_log: settings
-                .log_events
-                .then(|| EventLog::new(settings.log_events_format)),
-        },
-        tracker,
-        status,
-        counters,
-        Arc::clone(&stop),
-    )?;
-
-    info!(
-        "conntrack_exporter {} serving metrics at http://{address}{}",
-        env!("CARGO_PKG_VERSION"),
-        settings.listen_path.as_str()
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(http::serve(
-        listener,
+    let http_counters = exposition.register(http::Counters::register);
+    let site = Arc::new(http::Site::new(
         settings.listen_path.as_str().to_owned(),
-        Arc::new(exposition),
-        shutdown_signal(),
-    ))?;
+        SharedRender::new(Arc::new(exposition)),
+        Arc::clone(&status),
+    ));
+    let collector_settings = CollectorSettings {
+        ignore_hosts: settings.ignore_hosts.clone(),
+        resync_interval: settings.resync_interval,
+        netlink_buffer_bytes: settings.netlink_buffer_bytes,
+        netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes,
+        event_log: settings
+            .log_events
+            .then(|| EventLog::new(settings.log_events_format)),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
 
-    info!("stopping");
+    let collector = runtime.block_on(async {
+        let (stop_serving, serving_stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(
+            listener,
+            http::PlainTcp,
+            http::AllowAll,
+            site,
+            settings.max_connections.get(),
+            Arc::clone(&status),
+            http_counters,
+            async {
+                let _ = serving_stopped.await;
+            },
+        ));
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        let starting = tokio::task::spawn_blocking({
+            let stop = Arc::clone(&stop);
+            move || collector::start(collector_settings, tracker, status, counters, stop)
+        });
+        let started = tokio::select! {
+            started = starting => started,
+            () = &mut signal => {
+                info!("stopping during start-up");
+                let _ = stop_serving.send(());
+                let _ = server.await;
+                return Ok(None);
+            }
+        };
+        let collector = match started {
+            Ok(Ok(collector)) => collector,
+            Ok(Err(error)) => return Err(Box::<dyn Error>::from(error)),
+            Err(panicked) => {
+                return Err(format!("starting the collector failed: {panicked}").into());
+            }
+        };
+        info!(
+            "conntrack_exporter {} serving metrics at http://{address}{}",
+            env!("CARGO_PKG_VERSION"),
+            settings.listen_path.as_str()
+        );
+        signal.await;
+        info!("stopping");
+        let _ = stop_serving.send(());
+        let _ = server.await;
+        Ok(Some(collector))
+    });
     stop.store(true, Ordering::Relaxed);
-    if collector.join().is_err() {
-        warn!("the collector thread panicked");
+    // Neither a render nor a collector start-up still running may hold up the exit.
+    runtime.shutdown_background();
+    if let Some(collector) = collector? {
+        join_collector(collector);
     }
     Ok(())
+}
+
+/// Waits for the collector thread to end, for up to [`COLLECTOR_STOP_TIMEOUT`].
+fn join_collector(collector: JoinHandle<()>) {
+    let deadline = Instant::now() + COLLECTOR_STOP_TIMEOUT;
+    while !collector.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !collector.is_finished() {
+        warn!(
+            "the collector thread did not stop within {}s; exiting without it",
+            COLLECTOR_STOP_TIMEOUT.as_secs()
+        );
+    } else if collector.join().is_err() {
+        warn!("the collector thread panicked");
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

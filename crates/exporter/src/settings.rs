@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub(crate) struct Settings {
     pub netlink_buffer_bytes: usize,
     /// Largest size the queue grows to after overruns.
     pub netlink_buffer_max_bytes: usize,
+    /// HTTP connections open at once.
+    pub max_connections: NonZeroUsize,
 }
 
 /// Settings as written in a file or given as flags: anything may be absent.
@@ -64,6 +67,7 @@ pub(crate) struct Layer {
     pub ensure_tracking: Option<bool>,
     pub netlink_buffer_bytes: Option<usize>,
     pub netlink_buffer_max_bytes: Option<usize>,
+    pub max_connections: Option<NonZeroUsize>,
 }
 
 impl Layer {
@@ -85,6 +89,7 @@ impl Layer {
             netlink_buffer_max_bytes: top
                 .netlink_buffer_max_bytes
                 .or(self.netlink_buffer_max_bytes),
+            max_connections: top.max_connections.or(self.max_connections),
         }
     }
 
@@ -153,6 +158,7 @@ impl Settings {
                 layer.netlink_buffer_max_bytes,
                 "netlink_buffer_max_bytes",
             )?,
+            max_connections: required(layer.max_connections, "max_connections")?,
         };
         if settings.netlink_buffer_max_bytes < settings.netlink_buffer_bytes {
             return Err(SettingsError::Conflict(format!(
@@ -254,12 +260,18 @@ impl FromStr for ListenPath {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if !text.starts_with('/') || text == "/" || text.contains(char::is_whitespace) {
+        let path = text.trim_end_matches('/');
+        if !text.starts_with('/')
+            || path.is_empty()
+            || text.contains(char::is_whitespace)
+            || path.starts_with("/-/")
+        {
             return Err(format!(
-                "{text:?} is not a metrics path: expected an absolute path other than \"/\", such as \"/metrics\""
+                "{text:?} is not a metrics path: expected an absolute path other than \"/\" and \
+                 outside \"/-/\" (the health endpoints), such as \"/metrics\""
             ));
         }
-        Ok(ListenPath(text.trim_end_matches('/').to_owned()))
+        Ok(ListenPath(path.to_owned()))
     }
 }
 
@@ -336,6 +348,7 @@ mod tests {
         assert_eq!(settings.resync_interval, Some(Duration::from_secs(60)));
         assert_eq!(settings.naming, Naming::Seed);
         assert!(!settings.ensure_tracking);
+        assert_eq!(settings.max_connections.get(), 512);
     }
 
     #[test]
@@ -395,6 +408,16 @@ mod tests {
                 "log_events_format = \"xml\"\n",
                 "test.toml:1: ",
                 "`netfilter` or `json`",
+            ),
+            (
+                "\nmax_connections = 0\n",
+                "test.toml:2: max_connections",
+                "nonzero",
+            ),
+            (
+                "listen_path = \"/-/ready\"\n",
+                "test.toml:1: ",
+                "health endpoints",
             ),
         ];
         for (text, prefix, allowed) in cases {

@@ -173,8 +173,7 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the exporter on a free port with `args` (plus `--listen-port`), exempts that
-    /// port from tracking, and waits until its landing page answers, which it does only once
-    /// the initial dump is applied.
+    /// port from tracking, and waits until it is ready: its initial dump is applied.
     pub fn start(args: &[&str]) -> Exporter {
         let port = free_port();
         exempt_port_from_tracking(port);
@@ -204,14 +203,14 @@ impl Exporter {
         let port = self.port;
         let child = &mut self.child;
         let stderr = &self.stderr;
-        eventually("the exporter's landing page answers", || {
+        eventually("the exporter is ready", || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the exporter exited during start-up with {status}; its log:\n{}",
                     stderr.text()
                 );
             }
-            match http_get(port, "/") {
+            match http_get(port, "/-/ready") {
                 Ok((200, _)) => Ok(()),
                 Ok((status, _)) => Err(format!("HTTP status {status}")),
                 Err(error) => Err(error.to_string()),
