@@ -40,21 +40,9 @@ impl Process {
             .sum()
     }
 
-    /// Resident memory in bytes.
+    /// Resident memory in bytes (0 once it has exited).
     pub fn rss_bytes(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map_or(0, |kib| kib * 1024)
+        loadgen::memory::rss_bytes(self.pid()).unwrap_or(0)
     }
 
     /// Sends SIGTERM and waits; returns its standard output if it was piped.
@@ -85,7 +73,7 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts `binary` on `port` with `config` written to a file in `dir`, and waits until
-    /// it answers.
+    /// it serves its metrics (once its initial dump is applied).
     pub fn start(binary: &Path, dir: &Path, port: u16, config: &str) -> Exporter {
         let config_path = dir.join(format!("exporter-{port}.toml"));
         std::fs::write(&config_path, config).expect("writing the exporter config");
@@ -104,7 +92,7 @@ impl Exporter {
         );
         let exporter = Exporter { process, port };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while exporter.get("/").is_err() {
+        while exporter.get("/metrics").is_err() {
             assert!(Instant::now() < deadline, "the exporter did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }

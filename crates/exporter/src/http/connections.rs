@@ -4,8 +4,10 @@
 //!
 //! A connection that waits for a slot stays in the kernel's accept queue. When the slots are
 //! all taken, the connection quiet the longest is closed if it has been quiet for
-//! [`QUIET_ENOUGH_TO_CLOSE`]: half-sent requests and idle keep-alive connections make room for
-//! a scrape, while connections that are busy sending or receiving are left alone.
+//! [`QUIET_ENOUGH_TO_CLOSE`] and the exporter is not working on a request of it: half-sent
+//! requests, idle keep-alive connections and answers their clients do not read make room for
+//! a scrape, while connections that are busy sending, receiving or waiting for their page are
+//! left alone.
 
 use std::collections::HashMap;
 use std::io;
@@ -45,6 +47,8 @@ pub(crate) struct Connection {
     last_write: AtomicU64,
     /// Requests received so far.
     requests: AtomicU64,
+    /// Requests the exporter is working on (until their answer's head is ready).
+    serving: AtomicU64,
     /// Why the exporter closes it, once it decided to.
     close_reason: OnceLock<CloseReason>,
     /// Wakes the connection's task when the exporter closes it.
@@ -60,14 +64,18 @@ impl Connection {
             last_read: AtomicU64::new(now),
             last_write: AtomicU64::new(now),
             requests: AtomicU64::new(0),
+            serving: AtomicU64::new(0),
             close_reason: OnceLock::new(),
             close: Notify::new(),
         }
     }
 
-    /// Records a request.
-    pub(crate) fn request_received(&self) {
+    /// Records a request, which is being worked on until the returned guard is dropped.
+    #[must_use = "the request counts as worked on until the guard is dropped"]
+    pub(crate) fn request_received(self: &Arc<Self>) -> Serving {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.serving.fetch_add(1, Ordering::Relaxed);
+        Serving(Arc::clone(self))
     }
 
     /// Whether any request was received.
@@ -121,6 +129,16 @@ impl Connection {
             }
             self.close.notified().await;
         }
+    }
+}
+
+/// A request the exporter is working on; dropping it ends the work.
+#[derive(Debug)]
+pub(crate) struct Serving(Arc<Connection>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.serving.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -206,7 +224,9 @@ impl Connections {
         let open = self.lock_open();
         let quietest = open
             .values()
-            .filter(|connection| !connection.closing())
+            .filter(|connection| {
+                !connection.closing() && connection.serving.load(Ordering::Relaxed) == 0
+            })
             .min_by_key(|connection| connection.last_active());
         if let Some(connection) = quietest
             && connection.quiet_for() >= self.quiet_enough
@@ -359,6 +379,20 @@ mod tests {
         assert_eq!(connections.open_count(), 2);
         drop((admitted, newer));
         assert_eq!(connections.open_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_a_request_in_the_works_is_not_closed() {
+        let (connections, [older, newer]) = full_house(Duration::ZERO).await;
+        let serving = older.connection.request_received();
+        let waiting = tokio::spawn({
+            let connections = Arc::clone(&connections);
+            async move { connections.admit().await }
+        });
+        assert_eq!(newer.connection.closed().await, CloseReason::Limit);
+        assert!(!older.connection.closing());
+        drop((newer, serving));
+        waiting.await.unwrap();
     }
 
     #[tokio::test]

@@ -6,9 +6,11 @@
 //! Scrapes served by one render share one page. Responses served by different renders hold
 //! different pages, though, so at most [`MAX_PAGES`] pages may be held by responses in
 //! flight. When a scrape would need another render beyond that, the connections still
-//! sending the oldest page are closed if it is at least [`OLD_PAGE`] old; if every held page
-//! is younger, the scrape gets the newest of them instead of a render of its own. Nobody
-//! waits for a turn, so a scrape is never stuck behind clients that do not read.
+//! sending the oldest page are closed if it is at least [`OLD_PAGE`] old, and the scrape gets
+//! the newest held page if that is younger than [`OLD_PAGE`], or else a render of its own:
+//! clients that hold pages cannot make the exporter render more than about once per
+//! [`OLD_PAGE`], nor hold more than [`MAX_PAGES`] pages. Nobody waits for a turn, so a scrape
+//! is never stuck behind clients that do not read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,8 +72,8 @@ impl Pages {
         self.render.page().await
     }
 
-    /// When [`MAX_PAGES`] pages are held: releases the oldest if it is old enough, or else
-    /// returns the newest to be served again.
+    /// When [`MAX_PAGES`] pages are held: releases the oldest if it is old enough, and
+    /// returns the newest to be served again if it is recent.
     fn make_room(&self) -> Option<Arc<Page>> {
         let mut held = self.lock_held();
         let mut live: Vec<&mut HeldPage> =
@@ -86,9 +88,10 @@ impl Pages {
             for connection in oldest.responses.values() {
                 connection.close(CloseReason::Stalled);
             }
-            return None;
         }
-        live.last().and_then(|newest| newest.page.upgrade())
+        live.last()
+            .filter(|newest| newest.rendered.elapsed() < OLD_PAGE)
+            .and_then(|newest| newest.page.upgrade())
     }
 
     /// The body of a response on `connection`: `page`'s text, or its gzip compression. The

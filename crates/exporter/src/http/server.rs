@@ -34,7 +34,8 @@ use warp::reply::Response;
 use super::connections::{Connection, ConnectionSlot, Connections, QUIET_ENOUGH_TO_CLOSE, Tracked};
 use super::{
     CloseReason, Counters, H2_CONNECTION_WINDOW, H2_MAX_STREAMS, H2_STREAM_WINDOW,
-    HEADER_READ_TIMEOUT, IDLE_TIMEOUT, LISTEN_BACKLOG, MAX_HEADER_BYTES, SHUTDOWN_GRACE, Site,
+    HEADER_READ_TIMEOUT, IDLE_TIMEOUT, LISTEN_BACKLOG, MAX_HEADER_BYTES, SHUTDOWN_GRACE,
+    SOCKET_BUFFER_BYTES, Site,
 };
 use crate::exposition::Status;
 
@@ -90,7 +91,8 @@ impl Authorize for AllowAll {
     }
 }
 
-/// Binds the endpoint's listening socket, with a backlog of [`LISTEN_BACKLOG`] connections.
+/// Binds the endpoint's listening socket, with a backlog of [`LISTEN_BACKLOG`] connections
+/// and kernel buffers of [`SOCKET_BUFFER_BYTES`].
 /// Must run within a Tokio runtime.
 pub(crate) fn bind(address: SocketAddr) -> io::Result<TcpListener> {
     let socket = match address {
@@ -98,6 +100,9 @@ pub(crate) fn bind(address: SocketAddr) -> io::Result<TcpListener> {
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    // Accepted connections inherit the buffer sizes.
+    socket.set_send_buffer_size(SOCKET_BUFFER_BYTES)?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES)?;
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -282,8 +287,9 @@ fn ended_with(
     })
 }
 
-/// The service of one connection: it records each request, asks [`Authorize`], and hands
-/// the request to the site with the connection in its extensions.
+/// The service of one connection: it records each request and the time the exporter works
+/// on it, asks [`Authorize`], and hands the request to the site with the connection in its
+/// extensions.
 struct PerConnection<A, G> {
     shared: Arc<Shared<A, G>>,
     connection: Arc<Connection>,
@@ -295,7 +301,7 @@ impl<A: Acceptor, G: Authorize> Service<Request<Incoming>> for PerConnection<A, 
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        self.connection.request_received();
+        let serving = self.connection.request_received();
         if let Some(refusal) = self.shared.authorize.refusal(&request) {
             return Box::pin(std::future::ready(Ok(refusal)));
         }
@@ -303,6 +309,10 @@ impl<A: Acceptor, G: Authorize> Service<Request<Incoming>> for PerConnection<A, 
             .extensions_mut()
             .insert(Arc::clone(&self.connection));
         let mut routes = warp::service(self.shared.routes.clone());
-        Box::pin(routes.call(request))
+        Box::pin(async move {
+            let response = routes.call(request).await;
+            drop(serving);
+            response
+        })
     }
 }

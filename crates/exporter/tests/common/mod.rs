@@ -218,6 +218,11 @@ impl Exporter {
         });
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The text of the metrics page.
     pub fn metrics_text(&self) -> String {
         match http_get(self.port, "/metrics") {
