@@ -466,6 +466,57 @@ mod tests {
         assert!(text.contains("conntrack_exporter_build_info{version="));
     }
 
+    #[tokio::test]
+    async fn scrapes_during_a_render_share_its_page_and_later_ones_get_a_new_one() {
+        let (exposition, _) = exposition(Naming::Seed);
+        let exposition = Arc::new(exposition);
+        let shared = Arc::new(SharedRender::new(Arc::clone(&exposition)));
+        // A render needs the host gauges' lock: holding it keeps the first render running
+        // until every scrape has arrived.
+        let (locked, wait_locked) = std::sync::mpsc::channel();
+        let (release, wait_release) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn({
+            let exposition = Arc::clone(&exposition);
+            move || {
+                let _gauges = exposition.host_gauges.lock().unwrap();
+                locked.send(()).unwrap();
+                let _ = wait_release.recv();
+            }
+        });
+        wait_locked.recv().unwrap();
+        let scrapes: Vec<_> = (0..5)
+            .map(|_| {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move { shared.page().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(shared.rendering());
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let mut pages = Vec::new();
+        for scrape in scrapes {
+            pages.push(scrape.await.unwrap().unwrap());
+        }
+        assert!(pages.iter().all(|page| Arc::ptr_eq(page, &pages[0])));
+        assert!(!shared.rendering());
+
+        let later = shared.page().await.unwrap();
+        assert!(!Arc::ptr_eq(&later, &pages[0]));
+        let text = String::from_utf8(later.text.to_vec()).unwrap();
+        assert!(
+            text.contains("conntrack_exporter_renders_total 2\n"),
+            "{text}"
+        );
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&later.gzip[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, text);
+    }
+
     #[test]
     fn a_host_shows_all_four_families_with_zeros() {
         let (exposition, tracker) = exposition(Naming::Plain);
