@@ -42,7 +42,7 @@ impl Process {
 
     /// Resident memory in bytes (0 once it has exited).
     pub fn rss_bytes(&self) -> u64 {
-        loadgen::memory::rss_bytes(self.pid()).unwrap_or(0)
+        loadgen::process::rss_bytes(self.pid()).unwrap_or(0)
     }
 
     /// Sends SIGTERM and waits; returns its standard output if it was piped.

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Exporter, Scrape, eventually};
 use loadgen::hostile::{HalfSentRequests, UnreadPipelines, ZeroWindowStreams};
-use loadgen::memory::peak_rss_bytes;
+use loadgen::process::{limit_open_files, peak_rss_bytes};
 use loadgen::scrape::{concurrent_scrapes, scrape};
 
 const HOSTS: u32 = 1_000;
@@ -78,25 +78,13 @@ fn assert_memory_bounded(exporter: &Exporter, baseline: u64, attack: &str) {
     );
 }
 
-/// Lowers the exporter's open-file limit to the common default of 1,024.
-fn limit_open_files(exporter: &Exporter, limit: u64) {
-    let limit = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
-    let pid = libc::pid_t::try_from(exporter.pid()).expect("pid fits pid_t");
-    // SAFETY: prlimit reads `limit` and writes nothing (the old-limit pointer is null).
-    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
-    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
 #[test]
 fn half_sent_requests_beyond_the_file_limit_leave_scrapes_working() {
     let test = "half_sent_requests_beyond_the_file_limit_leave_scrapes_working";
     let Some((_namespace, exporter, baseline)) = exporter_with_a_full_table(test) else {
         return;
     };
-    limit_open_files(&exporter, 1024);
+    limit_open_files(exporter.pid(), 1024).expect("limiting the exporter's open files");
     let attack = HalfSentRequests::open(exporter.port, 1_100).expect("opening connections");
     assert_eq!(attack.len(), 1_100);
 

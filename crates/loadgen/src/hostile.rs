@@ -11,6 +11,10 @@ use tokio::sync::oneshot;
 
 use crate::scrape::{CLIENT_TIMEOUT, address};
 
+/// How long an attacking connection keeps trying to connect: a server that accepts slowly
+/// leaves it waiting in the kernel's queue, or dropping its first attempts.
+const PATIENT_CONNECT: Duration = Duration::from_secs(60);
+
 /// Connections that each send the start of a request and never finish it ("slowloris").
 #[derive(Debug)]
 pub struct HalfSentRequests {
@@ -66,7 +70,7 @@ impl UnreadPipelines {
 fn connect_and_send(port: u16, count: usize, text: &[u8]) -> io::Result<Vec<TcpStream>> {
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut stream = TcpStream::connect_timeout(&address(port), CLIENT_TIMEOUT)?;
+        let mut stream = TcpStream::connect_timeout(&address(port), PATIENT_CONNECT)?;
         stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
         stream.write_all(text)?;
         streams.push(stream);

@@ -5,7 +5,7 @@
 //! - [`scrape`]: scrapes as Prometheus sends them, one at a time or many at once, timed;
 //! - [`hostile`]: the clients an exporter must survive: requests never finished, pipelined
 //!   requests whose answers are never read, HTTP/2 streams held at a zero window;
-//! - [`memory`]: the resident memory of the process under load.
+//! - [`process`]: the resident memory of the process under load, and its open-file limit.
 //!
 //! Every client talks to `127.0.0.1` only.
 //!
@@ -19,6 +19,6 @@
 //! ```
 
 pub mod hostile;
-pub mod memory;
+pub mod process;
 pub mod scrape;
 pub mod table;

@@ -1,4 +1,5 @@
-//! The resident memory of a process, from `/proc/<pid>/status`.
+//! The process under load: its resident memory, from `/proc/<pid>/status`, and its
+//! open-file limit.
 
 use std::io;
 
@@ -10,6 +11,23 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
 /// The largest resident set size process `pid` has had so far, in bytes.
 pub fn peak_rss_bytes(pid: u32) -> io::Result<u64> {
     status_bytes(pid, "VmHWM:")
+}
+
+/// Sets the open-file limit of process `pid` (soft and hard), as a service manager would:
+/// the common default is 1,024.
+pub fn limit_open_files(pid: u32, files: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: files,
+        rlim_max: files,
+    };
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: prlimit reads `limit` and writes nothing (the old-limit pointer is null).
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn status_bytes(pid: u32, field: &str) -> io::Result<u64> {
