@@ -176,11 +176,11 @@ def check_rendered(args):
 
     if values["readinessProbe"]["enabled"]:
         path, port = probe_target("readinessProbe")
-        check.equal(path, listen_path, "readinessProbe path (config.listen_path)")
+        check.equal(path, "/-/ready", "readinessProbe path")
         check.equal(port, listen_port, "readinessProbe port (config.listen_port)")
     if values["livenessProbe"]["enabled"]:
         path, port = probe_target("livenessProbe")
-        check.equal(path, "/", "livenessProbe path")
+        check.equal(path, "/-/healthy", "livenessProbe path")
         check.equal(port, listen_port, "livenessProbe port (config.listen_port)")
 
     # The config file: mounted from the ConfigMap, content equal to the values.
