@@ -91,7 +91,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
 
     let collector = runtime.block_on(async {
         let (stop_serving, serving_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(
+        let mut server = tokio::spawn(http::serve(
             listener,
             http::PlainTcp,
             http::AllowAll,
@@ -117,6 +117,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
                 let _ = server.await;
                 return Ok(None);
             }
+            ended = &mut server => return Err(server_ended(ended)),
         };
         let collector = match started {
             Ok(Ok(collector)) => collector,
@@ -130,7 +131,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
             env!("CARGO_PKG_VERSION"),
             settings.listen_path.as_str()
         );
-        signal.await;
+        tokio::select! {
+            () = &mut signal => {}
+            ended = &mut server => return Err(server_ended(ended)),
+        }
         info!("stopping");
         let _ = stop_serving.send(());
         let _ = server.await;
@@ -143,6 +147,15 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         join_collector(collector);
     }
     Ok(())
+}
+
+/// The error for an HTTP server that ended before it was told to: it never does, unless it
+/// panicked; the exporter then stops rather than go on unreachable.
+fn server_ended(ended: Result<(), tokio::task::JoinError>) -> Box<dyn Error> {
+    match ended {
+        Ok(()) => "the HTTP server stopped unexpectedly".into(),
+        Err(error) => format!("the HTTP server failed: {error}").into(),
+    }
 }
 
 /// Waits for the collector thread to end, for up to [`COLLECTOR_STOP_TIMEOUT`].
