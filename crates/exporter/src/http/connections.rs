@@ -21,7 +21,7 @@ use log::warn;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::CloseReason;
+use super::{CloseReason, Throttle};
 use crate::exposition::Status;
 
 /// How long the quietest connection must have been quiet before it is closed to make room.
@@ -30,9 +30,6 @@ pub(crate) const QUIET_ENOUGH_TO_CLOSE: Duration = Duration::from_secs(1);
 
 /// While all slots are taken, how often the quietest connection is looked for again.
 const RECHECK: Duration = Duration::from_millis(100);
-
-/// At most one warning about the full connection slots per this long.
-const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One open connection, as the rest of the endpoint sees it.
 #[derive(Debug)]
@@ -158,8 +155,8 @@ pub(crate) struct Connections {
     open: Mutex<HashMap<u64, Arc<Connection>>>,
     next_id: AtomicU64,
     status: Arc<Status>,
-    /// When the latest warning about full slots was logged.
-    last_warning: Mutex<Option<Instant>>,
+    /// Warnings about full slots.
+    full_warnings: Throttle,
 }
 
 impl Connections {
@@ -177,7 +174,7 @@ impl Connections {
             open: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             status,
-            last_warning: Mutex::new(None),
+            full_warnings: Throttle::default(),
         })
     }
 
@@ -236,12 +233,7 @@ impl Connections {
     }
 
     fn warn_full(&self) {
-        let mut last = self
-            .last_warning
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|last| last.elapsed() >= WARNING_INTERVAL) {
-            *last = Some(Instant::now());
+        if self.full_warnings.allows() {
             warn!(
                 "all {} HTTP connection slots are taken (max_connections); new connections \
                  wait, and connections quiet for {}s or more are closed to make room",

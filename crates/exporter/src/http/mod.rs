@@ -21,7 +21,8 @@ mod pages;
 mod routes;
 mod server;
 
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, counter, describe_counter};
 
@@ -82,6 +83,28 @@ pub(crate) enum CloseReason {
     Idle,
     /// A request's headers did not arrive within [`HEADER_READ_TIMEOUT`].
     HeaderTimeout,
+}
+
+/// How often a warning about a limit reached may be repeated.
+const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Lets a warning through at most once per [`WARNING_INTERVAL`]: a limit reached under
+/// attack is reported, not repeated for every connection.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    /// Whether the warning may be logged now.
+    fn allows(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let allows = last.is_none_or(|last| last.elapsed() >= WARNING_INTERVAL);
+        if allows {
+            *last = Some(Instant::now());
+        }
+        allows
+    }
 }
 
 /// The HTTP endpoint's counters.

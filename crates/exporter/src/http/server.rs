@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -35,15 +35,13 @@ use super::connections::{Connection, ConnectionSlot, Connections, QUIET_ENOUGH_T
 use super::{
     CloseReason, Counters, H2_CONNECTION_WINDOW, H2_MAX_STREAMS, H2_STREAM_WINDOW,
     HEADER_READ_TIMEOUT, IDLE_TIMEOUT, LISTEN_BACKLOG, MAX_HEADER_BYTES, SHUTDOWN_GRACE,
-    SOCKET_BUFFER_BYTES, Site,
+    SOCKET_BUFFER_BYTES, Site, Throttle,
 };
 use crate::exposition::Status;
 
 /// After a failed accept (such as running out of file descriptors), the pause before the
 /// next one, so that the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// At most one warning about failing accepts per this long.
-const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// How often shutdown looks whether every connection has closed.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
@@ -139,7 +137,7 @@ pub(crate) async fn serve<A: Acceptor, G: Authorize>(
         counters,
     });
     let (stop, stopped) = watch::channel(false);
-    let last_accept_warning = Mutex::new(None);
+    let accept_warnings = Throttle::default();
     tokio::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -147,7 +145,7 @@ pub(crate) async fn serve<A: Acceptor, G: Authorize>(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
                 Err(error) => {
-                    accept_failed(&error, &last_accept_warning);
+                    accept_failed(&error, &accept_warnings);
                     tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
@@ -176,10 +174,8 @@ pub(crate) async fn serve<A: Acceptor, G: Authorize>(
     }
 }
 
-fn accept_failed(error: &io::Error, last_warning: &Mutex<Option<Instant>>) {
-    let mut last = last_warning.lock().unwrap_or_else(PoisonError::into_inner);
-    if last.is_none_or(|last| last.elapsed() >= WARNING_INTERVAL) {
-        *last = Some(Instant::now());
+fn accept_failed(error: &io::Error, warnings: &Throttle) {
+    if warnings.allows() {
         warn!("accepting an HTTP connection failed: {error}");
     } else {
         debug!("accepting an HTTP connection failed: {error}");
