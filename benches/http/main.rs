@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use loadgen::hostile::{HalfSentRequests, UnreadPipelines, ZeroWindowStreams};
-use loadgen::process::{limit_open_files, peak_rss_bytes, rss_bytes};
 use loadgen::scrape::{concurrent_scrapes, scrape};
 use serde_json::{Value, json};
 
-use testkit::{Exporter, ExporterCommand};
+use testkit::{Exporter, ExporterCommand, limit_open_files, peak_rss_bytes, rss_bytes};
 
 const HOSTS: u32 = 1_000;
 const CONNECTIONS_PER_HOST: u32 = 20;

@@ -7,9 +7,8 @@ mod common;
 
 use common::start_exporter;
 use loadgen::hostile::{HalfSentRequests, UnreadPipelines, ZeroWindowStreams};
-use loadgen::process::{limit_open_files, peak_rss_bytes};
 use loadgen::scrape::{concurrent_scrapes, scrape};
-use testkit::{Exporter, Scrape, eventually};
+use testkit::{Exporter, Scrape, eventually, limit_open_files, peak_rss_bytes};
 
 const HOSTS: u32 = 1_000;
 const CONNECTIONS_PER_HOST: u32 = 20;

@@ -4,8 +4,9 @@
 //! - [`table`]: a synthetic conntrack table, so that the exporter has hosts to render;
 //! - [`scrape`]: scrapes as Prometheus sends them, one at a time or many at once, timed;
 //! - [`hostile`]: the clients an exporter must survive: requests never finished, pipelined
-//!   requests whose answers are never read, HTTP/2 streams held at a zero window;
-//! - [`process`]: the resident memory of the process under load, and its open-file limit.
+//!   requests whose answers are never read, HTTP/2 streams held at a zero window.
+//!
+//! The memory and open-file limit of the process under load come from `testkit`.
 //!
 //! Every client talks to `127.0.0.1` only.
 //!
@@ -19,6 +20,5 @@
 //! ```
 
 pub mod hostile;
-pub mod process;
 pub mod scrape;
 pub mod table;

@@ -1,5 +1,5 @@
-//! The process under load: its resident memory, from `/proc/<pid>/status`, and its
-//! open-file limit.
+//! A process's resident memory, from `/proc/<pid>/status`, and its open-file limit: what the
+//! load tests and harnesses measure and set.
 
 use std::io;
 
