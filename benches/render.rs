@@ -19,7 +19,7 @@ use conntrack_exporter::exposition::{Exposition, Status};
 use conntrack_exporter::settings::Naming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ctnetlink::{Entry, EntryKind, TcpState, Tuple};
-use tracker::{Classifier, Tracker};
+use tracker::{Classifier, LabelNames, Tracker};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
@@ -67,6 +67,7 @@ fn render(c: &mut Criterion) {
             tracker,
             Arc::new(Status::default()),
             Naming::Seed,
+            LabelNames::default(),
             Duration::from_secs(300),
         );
         let text = exposition.render();

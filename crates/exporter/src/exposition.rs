@@ -1,7 +1,8 @@
 //! Publishing the tracker's counts and the exporter's own health as Prometheus text.
 //!
-//! Per-host gauges are written at scrape time, just before rendering, from the tracker's
-//! per-host aggregates: the cost is one step per host, never per connection. The recorder
+//! Per-connection gauges are written at scrape time, just before rendering, from the
+//! tracker's aggregates, one per label set: the cost is one step per label set, never per
+//! connection. The recorder
 //! forgets gauges that were not written since the previous render, which is how a host that
 //! left the tracker leaves the output (the recorder has no per-series delete).
 
@@ -10,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
+use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
-use tracker::{Labels, StateGroup, Tracker};
+use tracker::{LabelNames, LabelSet, StateGroup, Tracker};
 
 use crate::settings::Naming;
 
@@ -93,11 +94,12 @@ pub struct Exposition {
     tracker: Arc<Tracker>,
     status: Arc<Status>,
     names: [&'static str; 4],
+    labels: LabelNames,
     host_idle_timeout: Duration,
-    /// The gauges of every host in the output, kept between scrapes so that a scrape sets
-    /// values through handles instead of looking each series up by name and labels. Its
+    /// The gauges of every label set in the output, kept between scrapes so that a scrape
+    /// sets values through handles instead of looking each series up by name and labels. Its
     /// lock also serialises scrapes.
-    host_gauges: Mutex<HashMap<Labels, [Gauge; 4]>>,
+    host_gauges: Mutex<HashMap<LabelSet, [Gauge; 4]>>,
 }
 
 impl Exposition {
@@ -107,6 +109,7 @@ impl Exposition {
         tracker: Arc<Tracker>,
         status: Arc<Status>,
         naming: Naming,
+        labels: LabelNames,
         host_idle_timeout: Duration,
     ) -> (Exposition, Counters) {
         let recorder = PrometheusBuilder::new()
@@ -141,6 +144,7 @@ impl Exposition {
             tracker,
             status,
             names,
+            labels,
             host_idle_timeout,
             host_gauges: Mutex::new(HashMap::new()),
         };
@@ -162,8 +166,8 @@ impl Exposition {
             let mut departed = std::mem::take(&mut *host_gauges);
             for host in &hosts {
                 let gauges = departed.remove(&host.labels).unwrap_or_else(|| {
-                    let label = host.labels.host.to_string();
-                    self.names.map(|name| gauge!(name, "host" => label.clone()))
+                    let labels = self.label_pairs(&host.labels);
+                    self.names.map(|name| gauge!(name, labels.iter()))
                 });
                 for group in StateGroup::ALL {
                     gauges[group.index()].set(host.get(group));
@@ -181,6 +185,14 @@ impl Exposition {
             }
         }
         text
+    }
+
+    /// The chosen labels of `set`, in order, as the recorder takes them.
+    fn label_pairs(&self, set: &LabelSet) -> Vec<Label> {
+        let names = self.labels.names().iter();
+        names
+            .map(|&name| Label::new(name.as_str(), set.value(name)))
+            .collect()
     }
 
     fn publish_status(&self, hosts: usize) {
@@ -243,7 +255,7 @@ fn describe_self_metrics() {
     );
     describe_gauge!(
         "conntrack_exporter_hosts",
-        "Remote hosts in the output now."
+        "Label sets (remote hosts, with the default labels) in the output now."
     );
     describe_gauge!(
         "conntrack_exporter_kernel_table_entries",
@@ -266,11 +278,37 @@ mod tests {
     use tracker::Classifier;
 
     fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {
+        labelled(naming, LabelNames::default())
+    }
+
+    fn labelled(naming: Naming, labels: LabelNames) -> (Exposition, Arc<Tracker>) {
         let tracker = Arc::new(Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, _) = Exposition::new(Arc::clone(&tracker), status, naming, idle);
+        let (exposition, _) = Exposition::new(Arc::clone(&tracker), status, naming, labels, idle);
         (exposition, tracker)
+    }
+
+    #[test]
+    fn labels_appear_in_the_chosen_order_and_hosts_are_summed_when_left_out() {
+        let labels: LabelNames = "service_port,direction,protocol".parse().unwrap();
+        let (exposition, tracker) = labelled(Naming::Seed, labels.clone());
+        let mut classifier = Classifier::new(Vec::new()).with_labels(labels);
+        classifier.set_local_addresses(["10.0.0.1".parse().unwrap()].into());
+        for (remote, port) in [("10.0.0.9", 40000), ("10.0.0.8", 40001)] {
+            let mut entry = Entry::new(Tuple::tcp(
+                "10.0.0.1".parse().unwrap(),
+                port,
+                remote.parse().unwrap(),
+                443,
+            ));
+            entry.tcp_state = Some(TcpState::Established);
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        let text = exposition.render();
+        let sample = "conntrack_open_connections_total{service_port=\"443\",direction=\"out\",protocol=\"tcp\"} 2\n";
+        assert!(text.contains(sample), "{sample} missing from {text}");
+        assert!(!text.contains("host="), "{text}");
     }
 
     #[test]

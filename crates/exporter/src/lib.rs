@@ -66,12 +66,14 @@ pub fn run(args: Args) -> Result<(), Error> {
         Arc::clone(&tracker),
         Arc::clone(&status),
         settings.naming,
+        settings.labels.0.clone(),
         settings.host_idle_timeout.0,
     );
     let stop = Arc::new(AtomicBool::new(false));
     let mut collector = collector::start(
         CollectorSettings {
             ignore_hosts: settings.ignore_hosts.0.clone(),
+            labels: settings.labels.0.clone(),
             resync_interval: settings.resync_interval.get(),
             netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
             netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,

@@ -94,7 +94,26 @@ fn every_state(ports: &mut Ports, src: &str, dst: &str) {
 
 #[test]
 fn per_host_numbers_equal_the_kernel_table() {
-    let Some(_namespace) = testkit::enter("per_host_numbers_equal_the_kernel_table") else {
+    numbers_equal_the_kernel_table("per_host_numbers_equal_the_kernel_table", &[]);
+}
+
+/// The same numbers, summed over every other label, with every label on.
+#[test]
+fn per_host_numbers_equal_the_kernel_table_with_every_label() {
+    let every = [
+        "--labels",
+        "host,direction,service_port,local_host,protocol,zone",
+    ];
+    numbers_equal_the_kernel_table(
+        "per_host_numbers_equal_the_kernel_table_with_every_label",
+        &every,
+    );
+}
+
+/// Entries and connections as described at the top, with the exporter started with
+/// `extra_args`.
+fn numbers_equal_the_kernel_table(test_name: &str, extra_args: &[&str]) {
+    let Some(_namespace) = testkit::enter(test_name) else {
         return;
     };
     let v4_hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"].map(address);
@@ -139,7 +158,8 @@ fn per_host_numbers_equal_the_kernel_table() {
         })
         .unwrap();
 
-    let exporter = start_exporter(&["--ensure-tracking"]);
+    let args = [&["--ensure-tracking"], extra_args].concat();
+    let exporter = start_exporter(&args);
 
     // Entries and connections made while it runs: it learns them from events.
     every_state(&mut ports, "192.0.2.1", "198.51.100.3");

@@ -1,7 +1,8 @@
-//! The live connection table and the per-host aggregates it keeps current.
+//! The live connection table and the per-label-set aggregates it keeps current.
 //!
 //! Every event costs one map operation and one aggregate adjustment, whatever the table's
-//! size; reading the aggregates costs one step per host. Only a resync walks the connections.
+//! size; reading the aggregates costs one step per label set. Only a resync walks the
+//! connections.
 
 use std::collections::HashMap;
 use std::collections::hash_map;
@@ -14,7 +15,8 @@ use ctnetlink::{Entry, EntryKind, Layer4, Tuple};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 
-use crate::classify::{Classification, Labels};
+use crate::classify::Classification;
+use crate::labels::LabelSet;
 use crate::state::StateGroup;
 
 /// Identity of a live connection: its original tuple and its zone, which is exactly what the
@@ -75,14 +77,14 @@ pub enum Change {
 
 /// Connection counts of one label set, by state group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostCounts {
+pub struct LabelCounts {
     /// The labels.
-    pub labels: Labels,
+    pub labels: LabelSet,
     /// Counts indexed by [`StateGroup::index`].
     pub counts: [u32; 4],
 }
 
-impl HostCounts {
+impl LabelCounts {
     /// The count of one state group.
     pub fn get(&self, group: StateGroup) -> u32 {
         self.counts[group.index()]
@@ -156,9 +158,10 @@ impl Tracker {
         self.ipv4.len() + self.ipv6.len()
     }
 
-    /// Counts per label set, for hosts with connections and for hosts that have had none for
-    /// less than `idle_timeout`. Hosts idle for longer are forgotten. Costs one step per host.
-    pub fn snapshot(&self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
+    /// Counts per label set, for label sets with connections and for those that have had none
+    /// for less than `idle_timeout`. Label sets idle for longer are forgotten. Costs one step
+    /// per label set.
+    pub fn snapshot(&self, now: Instant, idle_timeout: Duration) -> Vec<LabelCounts> {
         lock(&self.aggregates).snapshot(now, idle_timeout)
     }
 
@@ -288,14 +291,14 @@ impl Resync<'_> {
 /// bytes instead of its labels.
 #[derive(Debug, Default)]
 struct Aggregates {
-    index: HashMap<Labels, u32>,
+    index: HashMap<LabelSet, u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }
 
 #[derive(Debug)]
 struct Slot {
-    labels: Labels,
+    labels: LabelSet,
     counts: [u32; 4],
     /// When the slot was first seen empty by a snapshot.
     idle_since: Option<Instant>,
@@ -304,7 +307,7 @@ struct Slot {
 impl Aggregates {
     /// The slot of `labels`; `hint` is the slot the connection had, checked first because
     /// most updates do not change the labels.
-    fn find_or_add(&mut self, hint: u32, labels: Labels) -> u32 {
+    fn find_or_add(&mut self, hint: u32, labels: LabelSet) -> u32 {
         if let Some(slot) = self.slots.get(hint as usize)
             && slot.labels == labels
         {
@@ -344,7 +347,7 @@ impl Aggregates {
         *count = count.saturating_sub(1);
     }
 
-    fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
+    fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<LabelCounts> {
         let mut hosts = Vec::with_capacity(self.index.len());
         let (slots, free) = (&mut self.slots, &mut self.free);
         self.index.retain(|&labels, &mut id| {
@@ -356,7 +359,7 @@ impl Aggregates {
                     return false;
                 }
             }
-            hosts.push(HostCounts {
+            hosts.push(LabelCounts {
                 labels,
                 counts: slot.counts,
             });
@@ -406,7 +409,7 @@ mod tests {
         tracker
             .snapshot(Instant::now(), IDLE)
             .into_iter()
-            .map(|host| (host.labels.host.to_string(), host.counts))
+            .map(|host| (host.labels.host.unwrap().to_string(), host.counts))
             .collect()
     }
 

@@ -22,7 +22,7 @@ pub(crate) use definition::{Definition, Flag};
 pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
-use values::{HostList, HumanDuration, ListenPath, QueueBytes, ResyncInterval};
+use values::{HostList, HumanDuration, LabelList, ListenPath, QueueBytes, ResyncInterval};
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../../config/conntrack_exporter.toml");
@@ -57,6 +57,10 @@ define_settings! {
     /// Time between full re-reads of the table that correct the live view, e.g. 30s or 5m;
     /// at least 1s, or 0 to turn them off.
     resync_interval: ResyncInterval = Flag::long_value("DURATION");
+
+    /// Comma-separated labels of the per-connection families, in order: host, direction,
+    /// service_port, local_host, protocol, zone. Leaving host out sums over hosts.
+    labels: LabelList = Flag::long_value("LABELS");
 
     /// Metric names: seed (the original exporter's, ending in _total) or plain.
     naming: Naming = Flag::None;
@@ -122,6 +126,7 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(settings.naming, Naming::Seed);
+        assert_eq!(settings.labels.0, tracker::LabelNames::default());
         assert!(!settings.ensure_tracking);
     }
 
@@ -193,6 +198,16 @@ mod tests {
             ),
             ("debug = true\n[debug]\n", "test.toml:2: ", "duplicate key"),
             ("[web]\nport = 1\n", "test.toml:1: ", "unknown field `web`"),
+            (
+                "\nlabels = [\"host\", \"port\"]\n",
+                "test.toml:2: labels: \"port\" is not a label",
+                "expected host, direction, service_port, local_host, protocol or zone",
+            ),
+            (
+                "labels = [\"host\", \"host\"]\n",
+                "test.toml:1: labels",
+                "label host is listed twice",
+            ),
         ];
         for (text, prefix, allowed) in cases {
             let message = load_text(text).unwrap_err().to_string();

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use tracker::HostPattern;
+use tracker::{HostPattern, LabelNames};
 
 use super::SettingsError;
 
@@ -185,6 +185,28 @@ impl<'de> Deserialize<'de> for HostList {
         let patterns = texts.iter().map(|text| text.parse::<HostPattern>());
         let patterns = patterns.collect::<Result<_, _>>();
         patterns.map(HostList).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The labels of the per-connection families, in output order: a comma-separated list on
+/// the command line, an array of strings in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct LabelList(pub LabelNames);
+
+impl FromStr for LabelList {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(LabelList(text.parse()?))
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        let names = texts.iter().map(|text| text.parse());
+        let names = names.collect::<Result<_, _>>().and_then(LabelNames::new);
+        names.map(LabelList).map_err(serde::de::Error::custom)
     }
 }
 
