@@ -11,7 +11,7 @@ use ctnetlink::{
     ConntrackSocket, Entry, EntryKind, EventGroups, EventSocket, ParseError, Received, SocketError,
 };
 use log::{debug, info, warn};
-use tracker::{Classifier, HostPattern, LabelNames, Tracker};
+use tracker::{Classifier, HostPattern, LabelNames, ProtocolSet, Tracker};
 
 use crate::error::Error;
 use crate::event_log::EventLog;
@@ -40,6 +40,8 @@ const LOSS_RESYNC_GAP_FACTOR: u32 = 10;
 pub(crate) struct CollectorSettings {
     /// Remote hosts not counted.
     pub ignore_hosts: Vec<HostPattern>,
+    /// Protocols counted.
+    pub protocols: ProtocolSet,
     /// Labels of the per-connection families.
     pub labels: LabelNames,
     /// Periodic resync interval; `None`: none.
@@ -178,8 +180,9 @@ impl Collector {
             .store(queue.bytes as u64, Ordering::Relaxed);
         events.set_receive_timeout(TICK)?;
         let address_changes = AddressChanges::subscribe()?;
-        let mut classifier =
-            Classifier::new(settings.ignore_hosts.clone()).with_labels(settings.labels.clone());
+        let mut classifier = Classifier::new(settings.ignore_hosts.clone())
+            .with_protocols(settings.protocols)
+            .with_labels(settings.labels.clone());
         classifier
             .set_local_addresses(addresses::local_addresses().map_err(Error::LocalAddresses)?);
         let table = ConntrackSocket::open()?;

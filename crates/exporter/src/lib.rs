@@ -73,6 +73,7 @@ pub fn run(args: Args) -> Result<(), Error> {
     let mut collector = collector::start(
         CollectorSettings {
             ignore_hosts: settings.ignore_hosts.0.clone(),
+            protocols: settings.protocols.0,
             labels: settings.labels.0.clone(),
             resync_interval: settings.resync_interval.get(),
             netlink_buffer_bytes: settings.netlink_buffer_bytes.0,

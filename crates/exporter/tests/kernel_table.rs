@@ -151,6 +151,7 @@ fn numbers_equal_the_kernel_table(test_name: &str, extra_args: &[&str]) {
             original: udp,
             reply: None,
             tcp_state: None,
+            protocol_state: None,
             timeout: 600,
             status: Status::default(),
             mark: None,

@@ -8,6 +8,7 @@ use ctnetlink::{Entry, Protocol, Tuple};
 
 use crate::labels::{Direction, LabelName, LabelNames, LabelSet};
 use crate::patterns::{HostPattern, HostPatterns};
+use crate::protocols::ProtocolSet;
 use crate::state::StateGroup;
 
 /// What the classifier decided about a counted entry.
@@ -35,6 +36,7 @@ pub struct Classifier {
     local: HashSet<IpAddr>,
     ignore: HostPatterns,
     labels: LabelNames,
+    protocols: ProtocolSet,
 }
 
 /// The two ends of a connection as the classifier sees them.
@@ -45,14 +47,20 @@ struct Ends {
 }
 
 impl Classifier {
-    /// A classifier that drops connections matching any of `ignore` and labels the rest by
-    /// remote host alone.
+    /// A classifier of TCP connections that drops those matching any of `ignore` and labels
+    /// the rest by remote host alone.
     pub fn new(ignore: Vec<HostPattern>) -> Classifier {
         Classifier {
             local: HashSet::new(),
             ignore: ignore.into_iter().collect(),
             labels: LabelNames::default(),
+            protocols: ProtocolSet::TCP,
         }
+    }
+
+    /// This classifier, counting connections of `protocols`.
+    pub fn with_protocols(self, protocols: ProtocolSet) -> Classifier {
+        Classifier { protocols, ..self }
     }
 
     /// This classifier, labelling connections with `labels`.
@@ -70,14 +78,24 @@ impl Classifier {
         &self.local
     }
 
-    /// Classifies `entry`, or returns `None` when it is not counted: not TCP, in the
-    /// `NONE` state, or matching an ignore pattern.
+    /// Classifies `entry`, or returns `None` when it is not counted: not of a counted
+    /// protocol, in a state of no group (TCP `NONE`, say), or matching an ignore pattern.
     pub fn classify(&self, entry: &Entry) -> Option<Classification> {
-        if entry.original.protocol != Protocol::TCP {
+        let protocol = entry.original.protocol;
+        if !self.protocols.contains(protocol) {
             return None;
         }
-        let group = match entry.tcp_state {
-            Some(state) => Some(StateGroup::of_tcp(state)?),
+        // `Some(None)`: a state of no group; `None`: the message did not say.
+        let group = match protocol {
+            Protocol::TCP => entry.tcp_state.map(StateGroup::of_tcp),
+            Protocol::SCTP => entry.sctp_state.map(StateGroup::of_sctp),
+            Protocol::DCCP => entry.dccp_state.map(StateGroup::of_dccp),
+            _ => entry
+                .status
+                .map(|status| Some(StateGroup::of_status(status))),
+        };
+        let group = match group {
+            Some(group) => Some(group?),
             None => None,
         };
         let ends = self.ends(entry);
@@ -146,7 +164,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctnetlink::TcpState;
+    use ctnetlink::{Status, TcpState};
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -284,6 +302,39 @@ mod tests {
         assert_eq!(a.labels.host, None);
         assert_eq!(a.labels.service_port, Some(443));
         assert_eq!(a.labels.direction, Some(Direction::Out));
+    }
+
+    #[test]
+    fn every_protocol_is_counted_when_chosen_in_its_groups() {
+        let c = classifier(&["10.0.0.1"], &[]).with_protocols(ProtocolSet::ALL);
+        let group = |entry: &Entry| c.classify(entry).map(|class| class.group);
+        let mut sctp = Entry::new(Tuple {
+            protocol: Protocol::SCTP,
+            ..Tuple::tcp(ip("10.0.0.1"), 1, ip("10.0.0.2"), 2)
+        });
+        sctp.sctp_state = Some(4);
+        assert_eq!(group(&sctp), Some(Some(StateGroup::Open)));
+        sctp.sctp_state = Some(0);
+        assert_eq!(group(&sctp), None, "SCTP NONE is not counted");
+        let mut dccp = Entry::new(Tuple {
+            protocol: Protocol::DCCP,
+            ..sctp.original
+        });
+        dccp.dccp_state = Some(1);
+        assert_eq!(group(&dccp), Some(Some(StateGroup::Opening)));
+        let mut udp = Entry::new(Tuple::udp(ip("10.0.0.1"), 1, ip("10.0.0.2"), 53));
+        assert_eq!(
+            group(&udp),
+            Some(None),
+            "no status: the previous group stands"
+        );
+        udp.status = Some(Status::CONFIRMED);
+        assert_eq!(group(&udp), Some(Some(StateGroup::Opening)));
+        udp.status = Some(Status::CONFIRMED | Status::SEEN_REPLY);
+        assert_eq!(group(&udp), Some(Some(StateGroup::Open)));
+        let only_udp = classifier(&["10.0.0.1"], &[]).with_protocols("udp".parse().unwrap());
+        assert!(only_udp.classify(&udp).is_some());
+        assert!(only_udp.classify(&sctp).is_none());
     }
 
     #[test]

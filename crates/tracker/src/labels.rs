@@ -12,6 +12,8 @@ use std::str::FromStr;
 
 use ctnetlink::Protocol;
 
+use crate::protocols::protocol_name;
+
 /// One label the per-connection families can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LabelName {
@@ -187,17 +189,6 @@ impl LabelSet {
     }
 }
 
-/// GRE's protocol number, which the conntrack tool does not name but users know.
-const GRE: Protocol = Protocol(47);
-
-/// The protocol's lower-case name, or its number.
-fn protocol_name(protocol: Protocol) -> String {
-    match protocol {
-        GRE => "gre".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,8 +227,6 @@ mod tests {
         };
         let values: Vec<String> = LabelName::ALL.map(|name| set.value(name)).into();
         assert_eq!(values, ["fd00::9", "forwarded", "", "10.0.0.1", "115", "0"]);
-        let named = |number| protocol_name(Protocol(number));
-        assert_eq!([named(6), named(47), named(58)], ["tcp", "gre", "icmpv6"]);
         for name in LabelName::ALL {
             assert_eq!(name.as_str().parse::<LabelName>(), Ok(name));
         }

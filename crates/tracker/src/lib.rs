@@ -30,6 +30,7 @@ mod classify;
 mod labels;
 mod networks;
 mod patterns;
+mod protocols;
 mod state;
 mod table;
 
@@ -37,5 +38,6 @@ pub use classify::{Classification, Classifier};
 pub use labels::{Direction, LabelError, LabelName, LabelNames, LabelSet};
 pub use networks::NetworkMap;
 pub use patterns::{HostPattern, HostPatterns, PatternError};
+pub use protocols::{ProtocolError, ProtocolSet};
 pub use state::StateGroup;
 pub use table::{Change, LabelCounts, Resync, ResyncOutcome, Tracker};

@@ -22,7 +22,9 @@ pub(crate) use definition::{Definition, Flag};
 pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
-use values::{HostList, HumanDuration, LabelList, ListenPath, QueueBytes, ResyncInterval};
+use values::{
+    HostList, HumanDuration, LabelList, ListenPath, ProtocolList, QueueBytes, ResyncInterval,
+};
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../../config/conntrack_exporter.toml");
@@ -57,6 +59,10 @@ define_settings! {
     /// Time between full re-reads of the table that correct the live view, e.g. 30s or 5m;
     /// at least 1s, or 0 to turn them off.
     resync_interval: ResyncInterval = Flag::long_value("DURATION");
+
+    /// Comma-separated protocols whose connections are counted: tcp, udp, udplite, sctp,
+    /// dccp, icmp, icmpv6, gre or a protocol number; or all.
+    protocols: ProtocolList = Flag::long_value("PROTOCOLS");
 
     /// Comma-separated labels of the per-connection families, in order: host, direction,
     /// service_port, local_host, protocol, zone. Leaving host out sums over hosts.
@@ -127,6 +133,7 @@ mod tests {
         );
         assert_eq!(settings.naming, Naming::Seed);
         assert_eq!(settings.labels.0, tracker::LabelNames::default());
+        assert_eq!(settings.protocols.0, tracker::ProtocolSet::TCP);
         assert!(!settings.ensure_tracking);
     }
 
@@ -202,6 +209,11 @@ mod tests {
                 "\nlabels = [\"host\", \"port\"]\n",
                 "test.toml:2: labels: \"port\" is not a label",
                 "expected host, direction, service_port, local_host, protocol or zone",
+            ),
+            (
+                "protocols = [\"tcp\", \"quic\"]\n",
+                "test.toml:1: protocols: \"quic\" is not a protocol",
+                "tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a protocol number",
             ),
             (
                 "labels = [\"host\", \"host\"]\n",

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use tracker::{HostPattern, LabelNames};
+use tracker::{HostPattern, LabelNames, ProtocolSet};
 
 use super::SettingsError;
 
@@ -207,6 +207,27 @@ impl<'de> Deserialize<'de> for LabelList {
         let names = texts.iter().map(|text| text.parse());
         let names = names.collect::<Result<_, _>>().and_then(LabelNames::new);
         names.map(LabelList).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The protocols counted: a comma-separated list on the command line, an array of strings
+/// in the config file; names, numbers, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ProtocolList(pub ProtocolSet);
+
+impl FromStr for ProtocolList {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(ProtocolList(text.parse()?))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProtocolList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        let set = ProtocolSet::parse(texts.iter().map(String::as_str));
+        set.map(ProtocolList).map_err(serde::de::Error::custom)
     }
 }
 
