@@ -5,8 +5,13 @@
 //! connection. The recorder
 //! forgets gauges that were not written since the previous render, which is how a host that
 //! left the tracker leaves the output (the recorder has no per-series delete).
+//!
+//! The counters per label set (opened, closed, failed) are written as text beside the
+//! recorder's page: the recorder never forgets a counter, so label sets that left the tracker
+//! would stay in its memory for good.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
-use tracker::{LabelNames, LabelSet, StateGroup, Tracker};
+use tracker::{LabelCounts, LabelNames, LabelSet, StateGroup, Totals, Tracker};
 
 use crate::settings::Naming;
 
@@ -44,6 +49,28 @@ const HOST_FAMILIES: [(&str, &str, &str); 4] = [
         "conntrack_closed_connections_total",
         "conntrack_closed_connections",
         "How many connections to the remote host have recently closed?",
+    ),
+];
+
+/// A counter family per label set: name, help text, and its value among the totals.
+type CounterFamily = (&'static str, &'static str, fn(&Totals) -> u64);
+
+/// The counter families per label set.
+const COUNTER_FAMILIES: [CounterFamily; 3] = [
+    (
+        "conntrack_connections_opened_total",
+        "Connections to the remote host that reached the open state.",
+        |totals| totals.opened,
+    ),
+    (
+        "conntrack_connections_closed_total",
+        "Connections to the remote host that ended after being open.",
+        |totals| totals.closed,
+    ),
+    (
+        "conntrack_connections_failed_total",
+        "Connections to the remote host that ended without ever being open (refused, reset or timed out).",
+        |totals| totals.failed,
     ),
 ];
 
@@ -177,6 +204,7 @@ impl Exposition {
             self.publish_status(hosts.len());
         });
         let mut text = self.handle.render();
+        self.write_counters(&hosts, &mut text);
         if hosts.is_empty() {
             // With no host there is no sample, and the recorder would leave the families out
             // entirely; announce them anyway so that users and tools see what exists.
@@ -185,6 +213,36 @@ impl Exposition {
             }
         }
         text
+    }
+
+    /// Appends the counter families of every label set in `sets` to `text`.
+    fn write_counters(&self, sets: &[LabelCounts], text: &mut String) {
+        let labels: Vec<String> = sets
+            .iter()
+            .map(|set| self.label_text(&set.labels))
+            .collect();
+        for (name, help, value) in COUNTER_FAMILIES {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (set, labels) in sets.iter().zip(&labels) {
+                let _ = writeln!(text, "{name}{labels} {}", value(&set.totals));
+            }
+            text.push('\n');
+        }
+    }
+
+    /// The chosen labels of `set` in the text format: `{name="value",...}`, or nothing
+    /// when no label is chosen.
+    fn label_text(&self, set: &LabelSet) -> String {
+        if self.labels.names().is_empty() {
+            return String::new();
+        }
+        let pairs: Vec<String> = self
+            .labels
+            .names()
+            .iter()
+            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&set.value(name))))
+            .collect();
+        format!("{{{}}}", pairs.join(","))
     }
 
     /// The chosen labels of `set`, in order, as the recorder takes them.
@@ -210,6 +268,14 @@ impl Exposition {
         gauge!("conntrack_exporter_netlink_receive_queue_bytes")
             .set(load(&status.receive_queue_bytes));
     }
+}
+
+/// A label value as the text format writes it: backslash, double quote and line feed escaped.
+fn escape_label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn describe_self_metrics() {
@@ -309,6 +375,48 @@ mod tests {
         let sample = "conntrack_open_connections_total{service_port=\"443\",direction=\"out\",protocol=\"tcp\"} 2\n";
         assert!(text.contains(sample), "{sample} missing from {text}");
         assert!(!text.contains("host="), "{text}");
+    }
+
+    #[test]
+    fn counters_follow_a_connection_to_its_end() {
+        let (exposition, tracker) = exposition(Naming::Seed);
+        let mut classifier = Classifier::new(Vec::new());
+        classifier.set_local_addresses(["10.0.0.1".parse().unwrap()].into());
+        let mut entry = Entry::new(Tuple::tcp(
+            "10.0.0.1".parse().unwrap(),
+            40000,
+            "10.0.0.9".parse().unwrap(),
+            80,
+        ));
+        for (kind, state) in [
+            (EntryKind::New, TcpState::SynSent),
+            (EntryKind::Update, TcpState::Established),
+            (EntryKind::Destroy, TcpState::TimeWait),
+        ] {
+            entry.tcp_state = Some(state);
+            tracker.apply(kind, &entry, classifier.classify(&entry));
+        }
+        entry.original.layer4 = ctnetlink::Layer4::Ports {
+            src: 40001,
+            dst: 80,
+        };
+        entry.tcp_state = Some(TcpState::SynSent);
+        tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        tracker.apply(EntryKind::Destroy, &entry, None);
+        let text = exposition.render();
+        for sample in [
+            "# TYPE conntrack_connections_opened_total counter\n",
+            "conntrack_connections_opened_total{host=\"10.0.0.9\"} 1\n",
+            "conntrack_connections_closed_total{host=\"10.0.0.9\"} 1\n",
+            "conntrack_connections_failed_total{host=\"10.0.0.9\"} 1\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]

@@ -58,6 +58,22 @@ struct Connection {
     group: StateGroup,
     /// The resync pass that last confirmed this connection.
     generation: u8,
+    /// It reached the open group: its end counts as closed, not failed.
+    was_open: bool,
+    /// It reached the closed group, and its end is counted already.
+    ended: bool,
+}
+
+impl Connection {
+    fn new(aggregate: u32, group: StateGroup, generation: u8) -> Connection {
+        Connection {
+            aggregate,
+            group,
+            generation,
+            was_open: false,
+            ended: false,
+        }
+    }
 }
 
 /// What applying one entry did to the table.
@@ -75,13 +91,28 @@ pub enum Change {
     Ignored,
 }
 
-/// Connection counts of one label set, by state group.
+/// Connection counts of one label set, by state group, and its connections' ends so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LabelCounts {
     /// The labels.
     pub labels: LabelSet,
     /// Counts indexed by [`StateGroup::index`].
     pub counts: [u32; 4],
+    /// How many connections have ended or progressed, since the label set appeared.
+    pub totals: Totals,
+}
+
+/// Counters of connections that reached the open group, and of those that ended (reached
+/// the closed group or left the table, whichever came first) after being open or without
+/// ever being open. Each connection counts at most once in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Connections that reached the open group.
+    pub opened: u64,
+    /// Connections that ended after being open.
+    pub closed: u64,
+    /// Connections that ended without ever being open.
+    pub failed: u64,
 }
 
 impl LabelCounts {
@@ -204,7 +235,7 @@ fn upsert_in<const N: usize>(
     let Some(class) = class else {
         return match map.remove(&key) {
             Some((_, gone)) => {
-                lock(aggregates).decrement(gone.aggregate, gone.group);
+                lock(aggregates).remove(&gone);
                 Change::Removed
             }
             None => Change::Ignored,
@@ -225,6 +256,7 @@ fn upsert_in<const N: usize>(
             aggregates.increment(aggregate, group);
             connection.aggregate = aggregate;
             connection.group = group;
+            aggregates.count_progress(connection);
             Change::Changed
         }
         MapEntry::Vacant(vacant) => {
@@ -233,11 +265,9 @@ fn upsert_in<const N: usize>(
             };
             let aggregate = aggregates.find_or_add(u32::MAX, class.labels);
             aggregates.increment(aggregate, group);
-            vacant.insert(Connection {
-                aggregate,
-                group,
-                generation,
-            });
+            let mut connection = Connection::new(aggregate, group, generation);
+            aggregates.count_progress(&mut connection);
+            vacant.insert(connection);
             Change::Inserted
         }
     }
@@ -272,15 +302,15 @@ impl Resync<'_> {
         let mut keep = |connection: &Connection| {
             let current = connection.generation == self.generation;
             if !current {
-                gone.push((connection.aggregate, connection.group));
+                gone.push(*connection);
             }
             current
         };
         tracker.ipv4.retain(|_, connection| keep(connection));
         tracker.ipv6.retain(|_, connection| keep(connection));
         let mut aggregates = lock(&tracker.aggregates);
-        for (aggregate, group) in &gone {
-            aggregates.decrement(*aggregate, *group);
+        for connection in &gone {
+            aggregates.remove(connection);
         }
         self.outcome.removed = gone.len() as u64;
         self.outcome
@@ -300,6 +330,7 @@ struct Aggregates {
 struct Slot {
     labels: LabelSet,
     counts: [u32; 4],
+    totals: Totals,
     /// When the slot was first seen empty by a snapshot.
     idle_since: Option<Instant>,
 }
@@ -319,6 +350,7 @@ impl Aggregates {
                 let slot = Slot {
                     labels,
                     counts: [0; 4],
+                    totals: Totals::default(),
                     idle_since: None,
                 };
                 let id = match self.free.pop() {
@@ -347,6 +379,45 @@ impl Aggregates {
         *count = count.saturating_sub(1);
     }
 
+    /// Counts what `connection`'s move to its current group means: reaching the open group
+    /// opens it, reaching the closed group ends it. A connection that leaves the closed
+    /// group again is a new one on the same tuple (the kernel reuses a closed entry for a
+    /// new handshake).
+    fn count_progress(&mut self, connection: &mut Connection) {
+        if connection.ended && connection.group != StateGroup::Closed {
+            connection.ended = false;
+            connection.was_open = false;
+        }
+        if connection.group == StateGroup::Open && !connection.was_open {
+            connection.was_open = true;
+            self.slots[connection.aggregate as usize].totals.opened += 1;
+        }
+        if connection.group == StateGroup::Closed {
+            self.count_end(connection);
+        }
+    }
+
+    /// Uncounts a connection that left the table, and counts its end.
+    fn remove(&mut self, connection: &Connection) {
+        self.decrement(connection.aggregate, connection.group);
+        let mut leaving = *connection;
+        self.count_end(&mut leaving);
+    }
+
+    /// Counts the end of `connection` unless it was counted already.
+    fn count_end(&mut self, connection: &mut Connection) {
+        if connection.ended {
+            return;
+        }
+        connection.ended = true;
+        let totals = &mut self.slots[connection.aggregate as usize].totals;
+        if connection.was_open {
+            totals.closed += 1;
+        } else {
+            totals.failed += 1;
+        }
+    }
+
     fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<LabelCounts> {
         let mut hosts = Vec::with_capacity(self.index.len());
         let (slots, free) = (&mut self.slots, &mut self.free);
@@ -362,6 +433,7 @@ impl Aggregates {
             hosts.push(LabelCounts {
                 labels,
                 counts: slot.counts,
+                totals: slot.totals,
             });
             true
         });
@@ -441,6 +513,78 @@ mod tests {
         );
         assert_eq!(tracker.connections(), 0);
         assert_eq!(apply(&tracker, EntryKind::Destroy, &entry), Change::Ignored);
+    }
+
+    fn totals(tracker: &Tracker, host: &str) -> [u64; 3] {
+        let snapshot = tracker.snapshot(Instant::now(), IDLE);
+        let found = snapshot
+            .iter()
+            .find(|counts| counts.labels.host == Some(ip(host)))
+            .expect("the host is in the snapshot");
+        let Totals {
+            opened,
+            closed,
+            failed,
+        } = found.totals;
+        [opened, closed, failed]
+    }
+
+    /// Applies `states` to one connection in turn (`None`: it is destroyed).
+    fn live_through(tracker: &Tracker, remote: &str, port: u16, states: &[Option<TcpState>]) {
+        let mut entry = conn(remote, port, None);
+        for (step, state) in states.iter().enumerate() {
+            entry.tcp_state = *state;
+            let kind = match (step, state) {
+                (_, None) => EntryKind::Destroy,
+                (0, _) => EntryKind::New,
+                _ => EntryKind::Update,
+            };
+            apply(tracker, kind, &entry);
+        }
+    }
+
+    #[test]
+    fn connections_are_counted_once_as_opened_and_once_as_closed_or_failed() {
+        use TcpState::{Close, Established, FinWait, SynSent, TimeWait};
+        let tracker = Tracker::new();
+        let completed = [
+            Some(SynSent),
+            Some(Established),
+            Some(FinWait),
+            Some(TimeWait),
+            None,
+        ];
+        live_through(&tracker, "10.0.0.9", 1, &completed);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [1, 1, 0]);
+        // Refused: reset before it was open, then gone; the end is counted once.
+        live_through(&tracker, "10.0.0.9", 2, &[Some(SynSent), Some(Close), None]);
+        // Timed out: gone while opening.
+        live_through(&tracker, "10.0.0.9", 3, &[Some(SynSent), None]);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [1, 1, 2]);
+        // Reset while open: closed at the reset, not again when it leaves.
+        live_through(&tracker, "10.0.0.9", 4, &[Some(Established), Some(Close)]);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [2, 2, 2]);
+        live_through(&tracker, "10.0.0.9", 4, &[None]);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [2, 2, 2]);
+        // A closed entry reused by a new handshake is a new connection.
+        let reused = [Some(Close), Some(SynSent), Some(Established), Some(Close)];
+        live_through(&tracker, "10.0.0.9", 5, &reused);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [3, 3, 3]);
+    }
+
+    #[test]
+    fn a_resync_counts_what_the_events_missed() {
+        let tracker = Tracker::new();
+        let missed_open = conn("10.0.0.5", 1, Some(TcpState::Established));
+        let missed_end = conn("10.0.0.5", 2, Some(TcpState::Established));
+        let missed_failure = conn("10.0.0.5", 3, Some(TcpState::SynSent));
+        apply(&tracker, EntryKind::New, &missed_end);
+        apply(&tracker, EntryKind::New, &missed_failure);
+        assert_eq!(totals(&tracker, "10.0.0.5"), [1, 0, 0]);
+        let mut resync = tracker.begin_resync();
+        resync.observe(&missed_open, classifier().classify(&missed_open));
+        resync.finish();
+        assert_eq!(totals(&tracker, "10.0.0.5"), [2, 1, 1]);
     }
 
     #[test]
