@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -43,13 +43,7 @@ fn opened_closed_and_failed_count_every_connection_once() {
 
     // Completed: a byte each way, then both ends close.
     let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
-    let mut byte = [0u8];
-    client.write_all(b"?").unwrap();
-    server.read_exact(&mut byte).unwrap();
-    server.write_all(b"!").unwrap();
-    client.read_exact(&mut byte).unwrap();
+    let (client, server) = common::connect(&listener);
     drop(client);
     drop(server);
 

@@ -9,23 +9,9 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 
-use common::{create_tcp, start_exporter};
+use common::{connect, create_tcp, start_exporter};
 use ctnetlink::{ConntrackSocket, NewEntry, Status, TcpState, Tuple};
 use testkit::{HostCounts, SEED_FAMILIES, address, show};
-
-/// A connected pair that has exchanged a byte each way, so that closing either end sends a
-/// FIN (not a reset).
-fn connect(listener: &TcpListener) -> (TcpStream, TcpStream) {
-    let address = listener.local_addr().unwrap();
-    let mut client = TcpStream::connect(address).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
-    let mut byte = [0u8];
-    client.write_all(b"?").unwrap();
-    server.read_exact(&mut byte).unwrap();
-    server.write_all(b"!").unwrap();
-    client.read_exact(&mut byte).unwrap();
-    (client, server)
-}
 
 /// Opens real connections to the four `hosts`: two established ones to the first; one
 /// established and one fully closed (TIME_WAIT) to the second; one established and one
