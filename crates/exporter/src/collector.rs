@@ -15,7 +15,7 @@ use tracker::{Classifier, HostPattern, LabelNames, ProtocolSet, Tracker};
 
 use crate::error::Error;
 use crate::event_log::EventLog;
-use crate::exposition::{Counters, Status};
+use crate::exposition::{Counters, KERNEL_STATS, Status};
 use crate::line_queue::LineQueue;
 use crate::supervision::SupervisedThread;
 
@@ -25,8 +25,8 @@ use crate::supervision::SupervisedThread;
 const STREAM_PAUSE: Duration = Duration::from_millis(1);
 /// How often the loop looks at its timers, address changes and the stop flag.
 const TICK: Duration = Duration::from_millis(250);
-/// How often the kernel table's size is read.
-const TABLE_SIZE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the kernel table's size and statistics are read.
+const KERNEL_FIGURES_INTERVAL: Duration = Duration::from_secs(1);
 /// After this long with no entry and no event, tracking is probably off: say so once.
 const TRACKING_HINT_AFTER: Duration = Duration::from_secs(30);
 /// Resyncs after lost events are spaced by at least this long...
@@ -153,7 +153,7 @@ struct Collector {
     next_periodic: Option<Instant>,
     /// Events were lost and a resync is due.
     loss_pending: bool,
-    next_table_size: Instant,
+    next_kernel_figures: Instant,
     tracking_hint_given: bool,
 }
 
@@ -214,7 +214,7 @@ impl Collector {
             last_resync_end: now,
             last_dump_duration: Duration::ZERO,
             loss_pending: false,
-            next_table_size: now,
+            next_kernel_figures: now,
             tracking_hint_given: false,
         })
     }
@@ -305,9 +305,9 @@ impl Collector {
         } else if self.next_periodic.is_some_and(|due| now >= due) {
             self.resync_logging_errors(Reason::Periodic);
         }
-        if now >= self.next_table_size {
-            self.next_table_size = now + TABLE_SIZE_INTERVAL;
-            self.refresh_table_size();
+        if now >= self.next_kernel_figures {
+            self.next_kernel_figures = now + KERNEL_FIGURES_INTERVAL;
+            self.refresh_kernel_figures();
         }
         if !self.tracking_hint_given
             && !self.applier.seen_any
@@ -408,7 +408,7 @@ impl Collector {
         Ok(())
     }
 
-    fn refresh_table_size(&mut self) {
+    fn refresh_kernel_figures(&mut self) {
         match self.table.table_size() {
             Ok(size) => {
                 let status = &self.status;
@@ -420,6 +420,15 @@ impl Collector {
                     .store(size.max_entries.into(), Ordering::Relaxed);
             }
             Err(error) => debug!("reading the kernel table size failed: {error}"),
+        }
+        match self.table.cpu_stats() {
+            Ok(cpus) => {
+                for ((_, read), total) in KERNEL_STATS.iter().zip(&self.status.kernel_stats) {
+                    let sum = cpus.iter().map(|cpu| u64::from(read(cpu))).sum();
+                    total.store(sum, Ordering::Relaxed);
+                }
+            }
+            Err(error) => debug!("reading the kernel statistics failed: {error}"),
         }
     }
 

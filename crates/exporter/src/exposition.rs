@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use ctnetlink::CpuStats;
 use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
@@ -74,6 +75,21 @@ const COUNTER_FAMILIES: [CounterFamily; 3] = [
     ),
 ];
 
+/// The kernel's per-CPU statistics, as `stat` label values, and how to read each from one
+/// CPU's statistics.
+pub(crate) const KERNEL_STATS: [(&str, fn(&CpuStats) -> u32); 10] = [
+    ("found", |stats| stats.found),
+    ("invalid", |stats| stats.invalid),
+    ("insert", |stats| stats.insert),
+    ("insert_failed", |stats| stats.insert_failed),
+    ("drop", |stats| stats.drop),
+    ("early_drop", |stats| stats.early_drop),
+    ("error", |stats| stats.error),
+    ("search_restart", |stats| stats.search_restart),
+    ("clash_resolve", |stats| stats.clash_resolve),
+    ("chaintoolong", |stats| stats.chain_too_long),
+];
+
 /// Gauges that the collector thread keeps current and each scrape publishes.
 #[derive(Debug, Default)]
 pub struct Status {
@@ -87,6 +103,8 @@ pub struct Status {
     pub kernel_limit: AtomicU64,
     /// The event receive queue size in force.
     pub receive_queue_bytes: AtomicU64,
+    /// The kernel's statistics summed over its CPUs, in the order of [`KERNEL_STATS`].
+    pub kernel_stats: [AtomicU64; KERNEL_STATS.len()],
 }
 
 /// Counters the collector thread increments directly.
@@ -267,6 +285,10 @@ impl Exposition {
         gauge!("conntrack_exporter_kernel_table_limit").set(load(&status.kernel_limit));
         gauge!("conntrack_exporter_netlink_receive_queue_bytes")
             .set(load(&status.receive_queue_bytes));
+        for ((stat, _), value) in KERNEL_STATS.iter().zip(&status.kernel_stats) {
+            counter!("conntrack_exporter_kernel_stat_total", "stat" => *stat)
+                .absolute(value.load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -330,6 +352,10 @@ fn describe_self_metrics() {
     describe_gauge!(
         "conntrack_exporter_kernel_table_limit",
         "The kernel conntrack table's limit (nf_conntrack_max)."
+    );
+    describe_counter!(
+        "conntrack_exporter_kernel_stat_total",
+        "The kernel's conntrack statistics summed over its CPUs, as conntrack -S shows them, by stat."
     );
     describe_gauge!(
         "conntrack_exporter_netlink_receive_queue_bytes",
