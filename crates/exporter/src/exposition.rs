@@ -75,9 +75,12 @@ const COUNTER_FAMILIES: [CounterFamily; 3] = [
     ),
 ];
 
-/// The kernel's per-CPU statistics, as `stat` label values, and how to read each from one
-/// CPU's statistics.
-pub(crate) const KERNEL_STATS: [(&str, fn(&CpuStats) -> u32); 10] = [
+/// One of the kernel's per-CPU statistics: its `stat` label value, and how to read it from
+/// one CPU's statistics.
+pub(crate) type KernelStat = (&'static str, fn(&CpuStats) -> u32);
+
+/// The kernel's per-CPU statistics, in the order `conntrack -S` shows them.
+pub(crate) const KERNEL_STATS: [KernelStat; 10] = [
     ("found", |stats| stats.found),
     ("invalid", |stats| stats.invalid),
     ("insert", |stats| stats.insert),
