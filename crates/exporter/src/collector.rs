@@ -441,7 +441,15 @@ impl Collector {
         match addresses::local_addresses() {
             Ok(local) => {
                 debug!("local addresses now: {local:?}");
-                self.applier.classifier.set_local_addresses(local);
+                let applier = &mut self.applier;
+                applier.classifier.set_local_addresses(local);
+                // Which end of a connection is remote follows the local addresses: move the
+                // connections now rather than at the next resync.
+                let classifier = &applier.classifier;
+                let outcome = applier
+                    .tracker
+                    .reclassify(|entry| classifier.classify(entry));
+                debug!("reclassified after the address change: {outcome:?}");
             }
             Err(error) => warn!("listing interface addresses failed: {error}"),
         }

@@ -40,4 +40,4 @@ pub use networks::NetworkMap;
 pub use patterns::{HostPattern, HostPatterns, PatternError};
 pub use protocols::{ProtocolError, ProtocolSet};
 pub use state::StateGroup;
-pub use table::{Change, LabelCounts, Resync, ResyncOutcome, Totals, Tracker};
+pub use table::{Change, LabelCounts, Reclassified, Resync, ResyncOutcome, Totals, Tracker};

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use ctnetlink::{Entry, EntryKind, Layer4, Tuple};
+use ctnetlink::{Entry, EntryKind, Layer4, Protocol, Tuple};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 
@@ -28,40 +28,84 @@ struct Key<const N: usize> {
     dst: [u8; N],
     /// Ports (source in the high half) or ICMP id, type and code.
     layer4: u32,
+    /// Which of those `layer4` holds, to read the tuple back.
+    layer4_kind: Layer4Kind,
     protocol: u8,
     zone: u16,
 }
 
+/// The variant of [`Layer4`] a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Layer4Kind {
+    Ports,
+    Icmp,
+    None,
+}
+
 impl<const N: usize> Key<N> {
     fn new(src: [u8; N], dst: [u8; N], tuple: &Tuple, zone: Option<u16>) -> Self {
-        let layer4 = match tuple.layer4 {
-            Layer4::Ports { src, dst } => (u32::from(src) << 16) | u32::from(dst),
-            Layer4::Icmp { id, kind, code } => {
-                (u32::from(id) << 16) | (u32::from(kind) << 8) | u32::from(code)
+        let (layer4, layer4_kind) = match tuple.layer4 {
+            Layer4::Ports { src, dst } => {
+                ((u32::from(src) << 16) | u32::from(dst), Layer4Kind::Ports)
             }
-            Layer4::None => 0,
+            Layer4::Icmp { id, kind, code } => (
+                (u32::from(id) << 16) | (u32::from(kind) << 8) | u32::from(code),
+                Layer4Kind::Icmp,
+            ),
+            Layer4::None => (0, Layer4Kind::None),
         };
         Key {
             src,
             dst,
             layer4,
+            layer4_kind,
             protocol: tuple.protocol.0,
             zone: zone.unwrap_or(0),
         }
     }
+
+    /// The entry this key was made from, as far as the key tells: its original tuple and
+    /// zone, and the inverse as its reply tuple.
+    fn entry(&self) -> Entry {
+        let address = |octets: &[u8; N]| match <[u8; 4]>::try_from(&octets[..]) {
+            Ok(v4) => IpAddr::from(v4),
+            Err(_) => IpAddr::from(<[u8; 16]>::try_from(&octets[..]).unwrap_or_default()),
+        };
+        let [high_a, high_b, byte_c, byte_d] = self.layer4.to_be_bytes();
+        let high = u16::from_be_bytes([high_a, high_b]);
+        let layer4 = match self.layer4_kind {
+            Layer4Kind::Ports => Layer4::Ports {
+                src: high,
+                dst: u16::from_be_bytes([byte_c, byte_d]),
+            },
+            Layer4Kind::Icmp => Layer4::Icmp {
+                id: high,
+                kind: byte_c,
+                code: byte_d,
+            },
+            Layer4Kind::None => Layer4::None,
+        };
+        let original = Tuple {
+            src: address(&self.src),
+            dst: address(&self.dst),
+            protocol: Protocol(self.protocol),
+            layer4,
+        };
+        let mut entry = Entry::new(original);
+        entry.reply = Some(original.inverted());
+        entry.zone = Some(self.zone);
+        entry
+    }
 }
 
-/// What the table remembers of a connection: only what the metrics need.
+/// What the table remembers of a connection: only what the metrics need, in 8 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Connection {
     aggregate: u32,
     group: StateGroup,
     /// The resync pass that last confirmed this connection.
     generation: u8,
-    /// It reached the open group: its end counts as closed, not failed.
-    was_open: bool,
-    /// It reached the closed group, and its end is counted already.
-    ended: bool,
+    flags: Flags,
 }
 
 impl Connection {
@@ -70,10 +114,46 @@ impl Connection {
             aggregate,
             group,
             generation,
-            was_open: false,
-            ended: false,
+            flags: Flags::default(),
         }
     }
+}
+
+/// A connection's one-bit facts, in one byte.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags(u8);
+
+impl Flags {
+    /// It reached the open group: its end counts as closed, not failed.
+    const WAS_OPEN: u8 = 1;
+    /// It reached the closed group, and its end is counted already.
+    const ENDED: u8 = 2;
+    /// Its reply tuple is not the inverse of its original one (NAT), so its ends were read
+    /// from a tuple the table does not keep.
+    const NAT: u8 = 4;
+
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+}
+
+/// What [`Tracker::reclassify`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reclassified {
+    /// Connections whose label set changed.
+    pub moved: u64,
+    /// Connections no longer counted (their remote end is now ignored).
+    pub removed: u64,
+    /// Connections under NAT, left as they were for the next resync to correct.
+    pub left_to_resync: u64,
 }
 
 /// What applying one entry did to the table.
@@ -184,6 +264,19 @@ impl Tracker {
         }
     }
 
+    /// Recomputes the label set of every connection with `classify`, after the local
+    /// addresses that decide a connection's ends changed, without reading the kernel's table:
+    /// each connection is classified by its original tuple and zone. Connections under NAT
+    /// may need their reply tuple, which the table does not keep: they are left as they are
+    /// for the next resync. Costs one step per connection, with the aggregates locked.
+    pub fn reclassify(&self, classify: impl Fn(&Entry) -> Option<Classification>) -> Reclassified {
+        let mut aggregates = lock(&self.aggregates);
+        let mut outcome = Reclassified::default();
+        reclassify_in(&self.ipv4, &mut aggregates, &classify, &mut outcome);
+        reclassify_in(&self.ipv6, &mut aggregates, &classify, &mut outcome);
+        outcome
+    }
+
     /// Number of connections in the table.
     pub fn connections(&self) -> usize {
         self.ipv4.len() + self.ipv6.len()
@@ -199,14 +292,23 @@ impl Tracker {
     /// Inserts, updates or (with `class` `None`) removes the connection of `entry`.
     fn upsert(&self, entry: &Entry, class: Option<Classification>, generation: u8) -> Change {
         let original = &entry.original;
+        let nat = entry
+            .reply
+            .as_ref()
+            .map(|reply| (reply.src, reply.dst) != (original.dst, original.src));
+        let change = Upsert {
+            class,
+            nat,
+            generation,
+        };
         match (original.src, original.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let key = Key::new(src.octets(), dst.octets(), original, entry.zone);
-                upsert_in(&self.ipv4, key, class, generation, &self.aggregates)
+                upsert_in(&self.ipv4, key, change, &self.aggregates)
             }
             (src, dst) => {
                 let key = Key::new(v6_octets(src), v6_octets(dst), original, entry.zone);
-                upsert_in(&self.ipv6, key, class, generation, &self.aggregates)
+                upsert_in(&self.ipv6, key, change, &self.aggregates)
             }
         }
     }
@@ -223,11 +325,24 @@ fn v6_octets(address: IpAddr) -> [u8; 16] {
     }
 }
 
+/// What one entry says about its connection.
+struct Upsert {
+    /// Its classification; `None`: not counted.
+    class: Option<Classification>,
+    /// Whether its addresses are translated; `None`: the entry has no reply tuple.
+    nat: Option<bool>,
+    /// The resync pass (or the current one, for events).
+    generation: u8,
+}
+
 fn upsert_in<const N: usize>(
     map: &DashMap<Key<N>, Connection>,
     key: Key<N>,
-    class: Option<Classification>,
-    generation: u8,
+    Upsert {
+        class,
+        nat,
+        generation,
+    }: Upsert,
     aggregates: &Mutex<Aggregates>,
 ) -> Change {
     // Entries that are not counted (other protocols, ignored hosts) are the bulk of the
@@ -247,6 +362,9 @@ fn upsert_in<const N: usize>(
         MapEntry::Occupied(mut occupied) => {
             let connection = occupied.get_mut();
             connection.generation = generation;
+            if let Some(nat) = nat {
+                connection.flags.set(Flags::NAT, nat);
+            }
             let group = class.group.unwrap_or(connection.group);
             let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
             if aggregate == connection.aggregate && group == connection.group {
@@ -266,9 +384,43 @@ fn upsert_in<const N: usize>(
             let aggregate = aggregates.find_or_add(u32::MAX, class.labels);
             aggregates.increment(aggregate, group);
             let mut connection = Connection::new(aggregate, group, generation);
+            connection.flags.set(Flags::NAT, nat.unwrap_or(false));
             aggregates.count_progress(&mut connection);
             vacant.insert(connection);
             Change::Inserted
+        }
+    }
+}
+
+fn reclassify_in<const N: usize>(
+    map: &DashMap<Key<N>, Connection>,
+    aggregates: &mut Aggregates,
+    classify: &impl Fn(&Entry) -> Option<Classification>,
+    outcome: &mut Reclassified,
+) {
+    let mut uncounted = Vec::new();
+    for mut item in map.iter_mut() {
+        if item.value().flags.has(Flags::NAT) {
+            outcome.left_to_resync += 1;
+            continue;
+        }
+        let Some(class) = classify(&item.key().entry()) else {
+            uncounted.push(*item.key());
+            continue;
+        };
+        let connection = item.value_mut();
+        let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
+        if aggregate != connection.aggregate {
+            aggregates.decrement(connection.aggregate, connection.group);
+            aggregates.increment(aggregate, connection.group);
+            connection.aggregate = aggregate;
+            outcome.moved += 1;
+        }
+    }
+    for key in uncounted {
+        if let Some((_, gone)) = map.remove(&key) {
+            aggregates.remove(&gone);
+            outcome.removed += 1;
         }
     }
 }
@@ -384,12 +536,13 @@ impl Aggregates {
     /// group again is a new one on the same tuple (the kernel reuses a closed entry for a
     /// new handshake).
     fn count_progress(&mut self, connection: &mut Connection) {
-        if connection.ended && connection.group != StateGroup::Closed {
-            connection.ended = false;
-            connection.was_open = false;
+        let flags = &mut connection.flags;
+        if flags.has(Flags::ENDED) && connection.group != StateGroup::Closed {
+            flags.set(Flags::ENDED, false);
+            flags.set(Flags::WAS_OPEN, false);
         }
-        if connection.group == StateGroup::Open && !connection.was_open {
-            connection.was_open = true;
+        if connection.group == StateGroup::Open && !flags.has(Flags::WAS_OPEN) {
+            flags.set(Flags::WAS_OPEN, true);
             self.slots[connection.aggregate as usize].totals.opened += 1;
         }
         if connection.group == StateGroup::Closed {
@@ -406,12 +559,12 @@ impl Aggregates {
 
     /// Counts the end of `connection` unless it was counted already.
     fn count_end(&mut self, connection: &mut Connection) {
-        if connection.ended {
+        if connection.flags.has(Flags::ENDED) {
             return;
         }
-        connection.ended = true;
+        connection.flags.set(Flags::ENDED, true);
         let totals = &mut self.slots[connection.aggregate as usize].totals;
-        if connection.was_open {
+        if connection.flags.has(Flags::WAS_OPEN) {
             totals.closed += 1;
         } else {
             totals.failed += 1;
@@ -619,6 +772,76 @@ mod tests {
         let now = counts(&tracker);
         assert_eq!(now["10.0.0.1"], [0, 1, 0, 0]);
         assert_eq!(now["10.0.0.9"], [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn reclassifying_moves_connections_without_their_entries() {
+        let tracker = Tracker::new();
+        for (remote, port) in [("10.0.0.9", 1), ("10.0.0.9", 2), ("fd00::9", 3)] {
+            apply(
+                &tracker,
+                EntryKind::New,
+                &conn(remote, port, Some(TcpState::Established)),
+            );
+        }
+        // 10.0.0.9 becomes the local address instead of 10.0.0.1: the connections now count
+        // under their source, 10.0.0.1; the IPv6 one is now ignored. One under NAT is left.
+        let mut natted = conn("10.0.0.7", 4, Some(TcpState::Established));
+        natted.reply = Some(Tuple::tcp(ip("10.0.0.8"), 80, ip("10.0.0.1"), 4));
+        apply(&tracker, EntryKind::New, &natted);
+        let mut moved = Classifier::new(vec!["fd00::/16".parse().unwrap()]);
+        moved.set_local_addresses([ip("10.0.0.9")].into());
+        let outcome = tracker.reclassify(|entry| moved.classify(entry));
+        assert_eq!(
+            outcome,
+            Reclassified {
+                moved: 2,
+                removed: 1,
+                left_to_resync: 1
+            }
+        );
+        let now = counts(&tracker);
+        assert_eq!(now["10.0.0.1"], [0, 2, 0, 0]);
+        assert_eq!(now["10.0.0.9"], [0, 0, 0, 0]);
+        assert_eq!(now["10.0.0.7"], [0, 1, 0, 0]);
+        assert_eq!(tracker.connections(), 3);
+        // The same classification again moves nothing.
+        let again = tracker.reclassify(|entry| moved.classify(entry));
+        assert_eq!(again.moved + again.removed, 0);
+    }
+
+    #[test]
+    fn keys_give_back_the_tuple_they_were_made_of() {
+        let icmp = Tuple {
+            src: ip("fd00::1"),
+            dst: ip("fd00::2"),
+            protocol: Protocol::ICMPV6,
+            layer4: Layer4::Icmp {
+                id: 7,
+                kind: 128,
+                code: 0,
+            },
+        };
+        let key = Key::new(v6_octets(icmp.src), v6_octets(icmp.dst), &icmp, Some(3));
+        let entry = key.entry();
+        assert_eq!((entry.original, entry.zone), (icmp, Some(3)));
+        let tcp = Tuple::tcp(ip("10.0.0.1"), 40000, ip("10.0.0.2"), 443);
+        let key = Key::new([10, 0, 0, 1], [10, 0, 0, 2], &tcp, None);
+        assert_eq!(key.entry().original, tcp);
+        assert_eq!(key.entry().reply, Some(tcp.inverted()));
+        let gre = Tuple {
+            layer4: Layer4::None,
+            protocol: Protocol(47),
+            ..tcp
+        };
+        assert_eq!(
+            Key::new([10, 0, 0, 1], [10, 0, 0, 2], &gre, None)
+                .entry()
+                .original,
+            gre
+        );
+        assert_eq!(std::mem::size_of::<Key<4>>(), 16);
+        assert_eq!(std::mem::size_of::<Connection>(), 8);
     }
 
     #[test]
