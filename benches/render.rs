@@ -68,6 +68,7 @@ fn render(c: &mut Criterion) {
             Arc::new(Status::default()),
             Naming::Seed,
             LabelNames::default(),
+            false,
             Duration::from_secs(300),
         );
         let text = exposition.render();

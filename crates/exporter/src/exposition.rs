@@ -75,6 +75,30 @@ const COUNTER_FAMILIES: [CounterFamily; 3] = [
     ),
 ];
 
+/// The counter families per label set that accounting adds.
+const ACCOUNTING_FAMILIES: [CounterFamily; 4] = [
+    (
+        "conntrack_sent_bytes_total",
+        "Bytes sent to the remote host.",
+        |totals| totals.sent_bytes,
+    ),
+    (
+        "conntrack_received_bytes_total",
+        "Bytes received from the remote host.",
+        |totals| totals.received_bytes,
+    ),
+    (
+        "conntrack_sent_packets_total",
+        "Packets sent to the remote host.",
+        |totals| totals.sent_packets,
+    ),
+    (
+        "conntrack_received_packets_total",
+        "Packets received from the remote host.",
+        |totals| totals.received_packets,
+    ),
+];
+
 /// One of the kernel's per-CPU statistics: its `stat` label value, and how to read it from
 /// one CPU's statistics.
 pub(crate) type KernelStat = (&'static str, fn(&CpuStats) -> u32);
@@ -143,6 +167,8 @@ pub struct Exposition {
     status: Arc<Status>,
     names: [&'static str; 4],
     labels: LabelNames,
+    /// The counter families per label set: with accounting, the byte and packet ones too.
+    counter_families: Vec<CounterFamily>,
     host_idle_timeout: Duration,
     /// The gauges of every label set in the output, kept between scrapes so that a scrape
     /// sets values through handles instead of looking each series up by name and labels. Its
@@ -158,6 +184,7 @@ impl Exposition {
         status: Arc<Status>,
         naming: Naming,
         labels: LabelNames,
+        accounting: bool,
         host_idle_timeout: Duration,
     ) -> (Exposition, Counters) {
         let recorder = PrometheusBuilder::new()
@@ -193,6 +220,10 @@ impl Exposition {
             status,
             names,
             labels,
+            counter_families: COUNTER_FAMILIES
+                .into_iter()
+                .chain(ACCOUNTING_FAMILIES.into_iter().filter(|_| accounting))
+                .collect(),
             host_idle_timeout,
             host_gauges: Mutex::new(HashMap::new()),
         };
@@ -242,7 +273,7 @@ impl Exposition {
             .iter()
             .map(|set| self.label_text(&set.labels))
             .collect();
-        for (name, help, value) in COUNTER_FAMILIES {
+        for &(name, help, value) in &self.counter_families {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
             for (set, labels) in sets.iter().zip(&labels) {
                 let _ = writeln!(text, "{name}{labels} {}", value(&set.totals));
@@ -380,7 +411,8 @@ mod tests {
         let tracker = Arc::new(Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, _) = Exposition::new(Arc::clone(&tracker), status, naming, labels, idle);
+        let (exposition, _) =
+            Exposition::new(Arc::clone(&tracker), status, naming, labels, false, idle);
         (exposition, tracker)
     }
 

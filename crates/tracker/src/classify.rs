@@ -20,6 +20,9 @@ pub struct Classification {
     pub remote_host: IpAddr,
     /// The remote end's port, when the protocol has ports.
     pub remote_port: Option<u16>,
+    /// Whether the remote end is the original source (it opened the connection), so that
+    /// the reply direction is what this host sends to it.
+    pub remote_is_source: bool,
     /// The state group, or `None` when the message did not say (UPDATE events may omit the
     /// protocol state: the previous state then stands).
     pub group: Option<StateGroup>,
@@ -44,6 +47,8 @@ struct Ends {
     host: IpAddr,
     host_port: Option<u16>,
     local_host: IpAddr,
+    /// The host is on the original source's side.
+    host_is_source: bool,
 }
 
 impl Classifier {
@@ -106,6 +111,7 @@ impl Classifier {
             labels: self.label_set(entry, &ends),
             remote_host: ends.host,
             remote_port: ends.host_port,
+            remote_is_source: ends.host_is_source,
             group,
         })
     }
@@ -134,29 +140,34 @@ impl Classifier {
     }
 
     fn ends(&self, entry: &Entry) -> Ends {
-        let ends_of = |tuple: &Tuple| {
+        // `reply`: the tuple is the reply direction, whose source is the original
+        // destination's side.
+        let ends_of = |tuple: &Tuple, reply: bool| {
             if self.local.contains(&tuple.src) {
                 Some(Ends {
                     host: tuple.dst,
                     host_port: tuple.dst_port(),
                     local_host: tuple.src,
+                    host_is_source: reply,
                 })
             } else if self.local.contains(&tuple.dst) {
                 Some(Ends {
                     host: tuple.src,
                     host_port: tuple.src_port(),
                     local_host: tuple.dst,
+                    host_is_source: !reply,
                 })
             } else {
                 None
             }
         };
-        ends_of(&entry.original)
-            .or_else(|| entry.reply.as_ref().and_then(ends_of))
+        ends_of(&entry.original, false)
+            .or_else(|| entry.reply.as_ref().and_then(|reply| ends_of(reply, true)))
             .unwrap_or(Ends {
                 host: entry.original.dst,
                 host_port: entry.original.dst_port(),
                 local_host: entry.original.src,
+                host_is_source: false,
             })
     }
 }

@@ -33,6 +33,7 @@ mod patterns;
 mod protocols;
 mod state;
 mod table;
+mod traffic;
 
 pub use classify::{Classification, Classifier};
 pub use labels::{Direction, LabelError, LabelName, LabelNames, LabelSet};

@@ -18,6 +18,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use crate::classify::Classification;
 use crate::labels::LabelSet;
 use crate::state::StateGroup;
+use crate::traffic::Traffic;
 
 /// Identity of a live connection: its original tuple and its zone, which is exactly what the
 /// kernel keeps unique. IPv4 and IPv6 connections live in separate maps so that the common
@@ -131,6 +132,8 @@ impl Flags {
     /// Its reply tuple is not the inverse of its original one (NAT), so its ends were read
     /// from a tuple the table does not keep.
     const NAT: u8 = 4;
+    /// The remote end opened it: what this host sends travels in the reply direction.
+    const REMOTE_IS_SOURCE: u8 = 8;
 
     fn has(self, flag: u8) -> bool {
         self.0 & flag != 0
@@ -193,6 +196,14 @@ pub struct Totals {
     pub closed: u64,
     /// Connections that ended without ever being open.
     pub failed: u64,
+    /// Bytes sent to the remote host (with accounting).
+    pub sent_bytes: u64,
+    /// Bytes received from the remote host (with accounting).
+    pub received_bytes: u64,
+    /// Packets sent to the remote host (with accounting).
+    pub sent_packets: u64,
+    /// Packets received from the remote host (with accounting).
+    pub received_packets: u64,
 }
 
 impl LabelCounts {
@@ -226,16 +237,42 @@ impl ResyncOutcome {
 /// applies kernel messages and the threads that read counts.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    ipv4: DashMap<Key<4>, Connection>,
-    ipv6: DashMap<Key<16>, Connection>,
+    ipv4: FamilyTable<4>,
+    ipv6: FamilyTable<16>,
     aggregates: Mutex<Aggregates>,
     generation: AtomicU8,
+    accounting: bool,
+}
+
+/// The connections of one address family and, with accounting, the counters last seen of
+/// each (kept apart so that a connection costs 8 bytes when accounting is off).
+#[derive(Debug, Default)]
+struct FamilyTable<const N: usize> {
+    connections: DashMap<Key<N>, Connection>,
+    traffic: DashMap<Key<N>, Traffic>,
+}
+
+impl<const N: usize> FamilyTable<N> {
+    /// Forgets the counters of connections that left.
+    fn forget_traffic(&self, keys: &[Key<N>]) {
+        for key in keys {
+            self.traffic.remove(key);
+        }
+    }
 }
 
 impl Tracker {
-    /// An empty tracker.
+    /// An empty tracker that ignores bytes and packets.
     pub fn new() -> Tracker {
         Tracker::default()
+    }
+
+    /// An empty tracker that adds up the bytes and packets entries carry.
+    pub fn with_accounting() -> Tracker {
+        Tracker {
+            accounting: true,
+            ..Tracker::default()
+        }
     }
 
     /// Applies one event (or dump reply) whose classification is `class` (`None`: not
@@ -279,7 +316,7 @@ impl Tracker {
 
     /// Number of connections in the table.
     pub fn connections(&self) -> usize {
-        self.ipv4.len() + self.ipv6.len()
+        self.ipv4.connections.len() + self.ipv6.connections.len()
     }
 
     /// Counts per label set, for label sets with connections and for those that have had none
@@ -299,6 +336,7 @@ impl Tracker {
         let change = Upsert {
             class,
             nat,
+            traffic: Traffic::of(entry).filter(|_| self.accounting),
             generation,
         };
         match (original.src, original.dst) {
@@ -331,16 +369,19 @@ struct Upsert {
     class: Option<Classification>,
     /// Whether its addresses are translated; `None`: the entry has no reply tuple.
     nat: Option<bool>,
+    /// Its counters, with accounting on and when it carries them.
+    traffic: Option<Traffic>,
     /// The resync pass (or the current one, for events).
     generation: u8,
 }
 
 fn upsert_in<const N: usize>(
-    map: &DashMap<Key<N>, Connection>,
+    table: &FamilyTable<N>,
     key: Key<N>,
     Upsert {
         class,
         nat,
+        traffic,
         generation,
     }: Upsert,
     aggregates: &Mutex<Aggregates>,
@@ -348,34 +389,45 @@ fn upsert_in<const N: usize>(
     // Entries that are not counted (other protocols, ignored hosts) are the bulk of the
     // events on many hosts: they take the aggregates lock only if they were counted before.
     let Some(class) = class else {
-        return match map.remove(&key) {
+        return match table.connections.remove(&key) {
             Some((_, gone)) => {
-                lock(aggregates).remove(&gone);
+                let mut aggregates = lock(aggregates);
+                // A DESTROY event carries the connection's final counters.
+                let last = table.traffic.remove(&key).map(|(_, last)| last);
+                if let Some(traffic) = traffic {
+                    aggregates.add_traffic(&gone, traffic.growth_since(last));
+                }
+                aggregates.remove(&gone);
                 Change::Removed
             }
             None => Change::Ignored,
         };
     };
-    // Lock order everywhere: aggregates first, then a map shard.
+    // Lock order everywhere: aggregates first, then a connection map shard, then a traffic
+    // map shard.
     let mut aggregates = lock(aggregates);
-    match map.entry(key) {
+    let (change, connection) = match table.connections.entry(key) {
         MapEntry::Occupied(mut occupied) => {
             let connection = occupied.get_mut();
             connection.generation = generation;
             if let Some(nat) = nat {
                 connection.flags.set(Flags::NAT, nat);
             }
+            connection
+                .flags
+                .set(Flags::REMOTE_IS_SOURCE, class.remote_is_source);
             let group = class.group.unwrap_or(connection.group);
             let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
             if aggregate == connection.aggregate && group == connection.group {
-                return Change::Unchanged;
+                (Change::Unchanged, *connection)
+            } else {
+                aggregates.decrement(connection.aggregate, connection.group);
+                aggregates.increment(aggregate, group);
+                connection.aggregate = aggregate;
+                connection.group = group;
+                aggregates.count_progress(connection);
+                (Change::Changed, *connection)
             }
-            aggregates.decrement(connection.aggregate, connection.group);
-            aggregates.increment(aggregate, group);
-            connection.aggregate = aggregate;
-            connection.group = group;
-            aggregates.count_progress(connection);
-            Change::Changed
         }
         MapEntry::Vacant(vacant) => {
             let Some(group) = class.group else {
@@ -385,19 +437,28 @@ fn upsert_in<const N: usize>(
             aggregates.increment(aggregate, group);
             let mut connection = Connection::new(aggregate, group, generation);
             connection.flags.set(Flags::NAT, nat.unwrap_or(false));
+            connection
+                .flags
+                .set(Flags::REMOTE_IS_SOURCE, class.remote_is_source);
             aggregates.count_progress(&mut connection);
             vacant.insert(connection);
-            Change::Inserted
+            (Change::Inserted, connection)
         }
+    };
+    if let Some(traffic) = traffic {
+        let last = table.traffic.insert(key, traffic);
+        aggregates.add_traffic(&connection, traffic.growth_since(last));
     }
+    change
 }
 
 fn reclassify_in<const N: usize>(
-    map: &DashMap<Key<N>, Connection>,
+    table: &FamilyTable<N>,
     aggregates: &mut Aggregates,
     classify: &impl Fn(&Entry) -> Option<Classification>,
     outcome: &mut Reclassified,
 ) {
+    let map = &table.connections;
     let mut uncounted = Vec::new();
     for mut item in map.iter_mut() {
         if item.value().flags.has(Flags::NAT) {
@@ -417,12 +478,13 @@ fn reclassify_in<const N: usize>(
             outcome.moved += 1;
         }
     }
-    for key in uncounted {
-        if let Some((_, gone)) = map.remove(&key) {
+    for key in &uncounted {
+        if let Some((_, gone)) = map.remove(key) {
             aggregates.remove(&gone);
             outcome.removed += 1;
         }
     }
+    table.forget_traffic(&uncounted);
 }
 
 /// A reconciliation in progress; see [`Tracker::begin_resync`].
@@ -449,24 +511,39 @@ impl Resync<'_> {
         // The sweep walks every connection; it collects what to uncount and takes the
         // aggregates lock once at the end, so that reading the counts is never held up
         // for the length of a walk.
+        // Connections that left without a DESTROY event took their last counters along: what
+        // they exchanged since the previous dump is not known.
         let tracker = self.tracker;
-        let mut gone = Vec::new();
-        let mut keep = |connection: &Connection| {
-            let current = connection.generation == self.generation;
-            if !current {
-                gone.push(*connection);
-            }
-            current
-        };
-        tracker.ipv4.retain(|_, connection| keep(connection));
-        tracker.ipv6.retain(|_, connection| keep(connection));
+        let generation = self.generation;
+        let (gone4, keys4) = sweep(&tracker.ipv4.connections, generation);
+        let (gone6, keys6) = sweep(&tracker.ipv6.connections, generation);
+        tracker.ipv4.forget_traffic(&keys4);
+        tracker.ipv6.forget_traffic(&keys6);
         let mut aggregates = lock(&tracker.aggregates);
-        for connection in &gone {
+        for connection in gone4.iter().chain(&gone6) {
             aggregates.remove(connection);
         }
-        self.outcome.removed = gone.len() as u64;
+        self.outcome.removed = (gone4.len() + gone6.len()) as u64;
         self.outcome
     }
+}
+
+/// Drops the connections not confirmed by the resync pass `generation`; returns them and
+/// their keys.
+fn sweep<const N: usize>(
+    connections: &DashMap<Key<N>, Connection>,
+    generation: u8,
+) -> (Vec<Connection>, Vec<Key<N>>) {
+    let (mut gone, mut keys) = (Vec::new(), Vec::new());
+    connections.retain(|key, connection| {
+        let current = connection.generation == generation;
+        if !current {
+            gone.push(*connection);
+            keys.push(*key);
+        }
+        current
+    });
+    (gone, keys)
 }
 
 /// Counts per label set, in slots addressed by a small id so that a connection stores four
@@ -548,6 +625,17 @@ impl Aggregates {
         if connection.group == StateGroup::Closed {
             self.count_end(connection);
         }
+    }
+
+    /// Adds `growth`, the traffic `connection` exchanged since last seen, to its label set.
+    fn add_traffic(&mut self, connection: &Connection, growth: Traffic) {
+        let remote_is_source = connection.flags.has(Flags::REMOTE_IS_SOURCE);
+        let (sent, received) = growth.sent_and_received(remote_is_source);
+        let totals = &mut self.slots[connection.aggregate as usize].totals;
+        totals.sent_bytes += sent.bytes;
+        totals.sent_packets += sent.packets;
+        totals.received_bytes += received.bytes;
+        totals.received_packets += received.packets;
     }
 
     /// Uncounts a connection that left the table, and counts its end.
@@ -678,6 +766,7 @@ mod tests {
             opened,
             closed,
             failed,
+            ..
         } = found.totals;
         [opened, closed, failed]
     }
@@ -723,6 +812,60 @@ mod tests {
         let reused = [Some(Close), Some(SynSent), Some(Established), Some(Close)];
         live_through(&tracker, "10.0.0.9", 5, &reused);
         assert_eq!(totals(&tracker, "10.0.0.9"), [3, 3, 3]);
+    }
+
+    #[test]
+    fn bytes_add_up_from_dumps_and_destroy_events_and_never_go_back() {
+        use ctnetlink::Counters;
+        let tracker = Tracker::with_accounting();
+        let class = classifier();
+        let mut out = conn("10.0.0.9", 1, Some(TcpState::Established));
+        let mut inbound = out.clone();
+        inbound.original = out.original.inverted();
+        inbound.reply = Some(out.original);
+        let with = |entry: &mut Entry, original: (u64, u64), reply: (u64, u64)| {
+            entry.counters_original = Some(Counters {
+                packets: original.0,
+                bytes: original.1,
+            });
+            entry.counters_reply = Some(Counters {
+                packets: reply.0,
+                bytes: reply.1,
+            });
+        };
+        let exchanged = |tracker: &Tracker| {
+            let snapshot = tracker.snapshot(Instant::now(), IDLE);
+            let totals = snapshot[0].totals;
+            [
+                totals.sent_packets,
+                totals.sent_bytes,
+                totals.received_packets,
+                totals.received_bytes,
+            ]
+        };
+        // Seen by a dump, then grown by the next one.
+        with(&mut out, (2, 100), (1, 60));
+        let mut resync = tracker.begin_resync();
+        resync.observe(&out, class.classify(&out));
+        resync.finish();
+        assert_eq!(exchanged(&tracker), [2, 100, 1, 60]);
+        with(&mut out, (3, 1100), (2, 120));
+        let mut resync = tracker.begin_resync();
+        resync.observe(&out, class.classify(&out));
+        resync.finish();
+        assert_eq!(exchanged(&tracker), [3, 1100, 2, 120]);
+        // UPDATE events carry none; the DESTROY event carries the final counters.
+        out.counters_original = None;
+        out.counters_reply = None;
+        apply(&tracker, EntryKind::Update, &out);
+        with(&mut out, (4, 1200), (3, 180));
+        apply(&tracker, EntryKind::Destroy, &out);
+        assert_eq!(exchanged(&tracker), [4, 1200, 3, 180]);
+        // Another connection with the same host, which the host opened: the reply direction
+        // is what this host sent.
+        with(&mut inbound, (1, 40), (2, 500));
+        apply(&tracker, EntryKind::New, &inbound);
+        assert_eq!(exchanged(&tracker), [6, 1700, 4, 220]);
     }
 
     #[test]

@@ -68,6 +68,10 @@ define_settings! {
     /// service_port, local_host, protocol, zone. Leaving host out sums over hosts.
     labels: LabelList = Flag::long_value("LABELS");
 
+    /// Count bytes and packets per label set (needs net.netfilter.nf_conntrack_acct = 1).
+    /// Live connections' growth is read at each resync.
+    accounting: bool = Flag::long_switch();
+
     /// Metric names: seed (the original exporter's, ending in _total) or plain.
     naming: Naming = Flag::None;
 
@@ -135,6 +139,7 @@ mod tests {
         assert_eq!(settings.labels.0, tracker::LabelNames::default());
         assert_eq!(settings.protocols.0, tracker::ProtocolSet::TCP);
         assert!(!settings.ensure_tracking);
+        assert!(!settings.accounting);
     }
 
     #[test]
