@@ -392,9 +392,10 @@ fn upsert_in<const N: usize>(
         return match table.connections.remove(&key) {
             Some((_, gone)) => {
                 let mut aggregates = lock(aggregates);
-                // A DESTROY event carries the connection's final counters.
-                let last = table.traffic.remove(&key).map(|(_, last)| last);
+                // A DESTROY event carries the connection's final counters (only with
+                // accounting: without, the traffic map stays empty and is not touched).
                 if let Some(traffic) = traffic {
+                    let last = table.traffic.remove(&key).map(|(_, last)| last);
                     aggregates.add_traffic(&gone, traffic.growth_since(last));
                 }
                 aggregates.remove(&gone);
