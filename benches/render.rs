@@ -72,10 +72,30 @@ fn render(c: &mut Criterion) {
     // A render of 10,000 hosts takes tens of milliseconds: fewer samples keep the run short.
     group.sample_size(30);
     for (hosts, connections, labels, label) in [
-        (1_000, 1_000, LabelNames::default(), "1000_hosts/1k_connections"),
-        (1_000, 250_000, LabelNames::default(), "1000_hosts/250k_connections"),
-        (10_000, 250_000, LabelNames::default(), "10000_hosts/250k_connections"),
-        (1_000, 250_000, every_label(), "1000_label_sets/every_label/accounting"),
+        (
+            1_000,
+            1_000,
+            LabelNames::default(),
+            "1000_hosts/1k_connections",
+        ),
+        (
+            1_000,
+            250_000,
+            LabelNames::default(),
+            "1000_hosts/250k_connections",
+        ),
+        (
+            10_000,
+            250_000,
+            LabelNames::default(),
+            "10000_hosts/250k_connections",
+        ),
+        (
+            1_000,
+            250_000,
+            every_label(),
+            "1000_label_sets/every_label/accounting",
+        ),
     ] {
         let accounting = labels.names().len() > 1;
         let tracker = table(hosts, connections, &labels);
@@ -141,7 +161,11 @@ fn recorder_floor(c: &mut Criterion) {
             }
         }
     });
-    let samples = handle.render().lines().filter(|line| !line.starts_with('#')).count();
+    let samples = handle
+        .render()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .count();
     assert!(samples >= 11_000, "{samples} samples");
     let mut group = c.benchmark_group("recorder_floor");
     group.sample_size(30);

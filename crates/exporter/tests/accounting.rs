@@ -30,7 +30,11 @@ fn kernel_exchanged(host: &str) -> Exchanged {
             numbers.map(|number| number.parse().unwrap()).collect()
         };
         let (packets, bytes) = (values("packets="), values("bytes="));
-        assert_eq!((packets.len(), bytes.len()), (2, 2), "no counters in {line:?}");
+        assert_eq!(
+            (packets.len(), bytes.len()),
+            (2, 2),
+            "no counters in {line:?}"
+        );
         let entry = [packets[0], bytes[0], packets[1], bytes[1]];
         for (sum, value) in sums.iter_mut().zip(entry) {
             *sum += value;
@@ -99,19 +103,25 @@ fn bytes_and_packets_equal_the_kernel_counters() {
         address("127.0.0.3"),
         ended.local_addr().unwrap().port(),
     );
-    ConntrackSocket::open().unwrap().delete(&tuple, None).unwrap();
+    ConntrackSocket::open()
+        .unwrap()
+        .delete(&tuple, None)
+        .unwrap();
 
     for (host, expected) in [("127.0.0.2", None), ("127.0.0.3", Some(final_counters))] {
         let host_address: IpAddr = address(host);
-        eventually(&format!("{host_address}'s counters equal the kernel's"), || {
-            let kernel = expected.unwrap_or_else(|| kernel_exchanged(host));
-            let found = exporter_exchanged(&exporter, host);
-            if found == kernel && kernel[1] > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("kernel {kernel:?}, exporter {found:?}"))
-            }
-        });
+        eventually(
+            &format!("{host_address}'s counters equal the kernel's"),
+            || {
+                let kernel = expected.unwrap_or_else(|| kernel_exchanged(host));
+                let found = exporter_exchanged(&exporter, host);
+                if found == kernel && kernel[1] > 0.0 {
+                    Ok(())
+                } else {
+                    Err(format!("kernel {kernel:?}, exporter {found:?}"))
+                }
+            },
+        );
     }
     // The live connection's bytes do not shrink when later resyncs see it again.
     let seen = exporter_exchanged(&exporter, "127.0.0.2");
@@ -129,7 +139,9 @@ fn kernel_accounting_off_is_said_once_and_left_alone() {
     let exporter = common::start_exporter(&["--accounting"]);
     let said = eventually("the log says the kernel's accounting is off", || {
         let log = exporter.stderr.text();
-        let lines = log.lines().filter(|line| line.contains("nf_conntrack_acct"));
+        let lines = log
+            .lines()
+            .filter(|line| line.contains("nf_conntrack_acct"));
         match lines.count() {
             0 => Err(format!("not in {log}")),
             count => Ok(count),
