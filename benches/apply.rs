@@ -12,6 +12,8 @@
 //!   replaced by a new one to the same host (NEW, SYN_RECV, ESTABLISHED); the connections are
 //!   visited in random order with their events interleaved, so that the table's memory is
 //!   touched the way a busy host touches it.
+//! - `apply/parse_and_apply_100k_connections_every_label_accounting`: the same, with every
+//!   label, every protocol and accounting on (the DESTROY messages carry counters).
 //! - `apply/apply_100k_connections`: the same stream, decoded beforehand: classification and
 //!   table update only.
 //!
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use benches::{Random, fixture};
 use conntrack_codec::{Entry, EntryKind, EntryMessage, Message, messages};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tracker::{Classifier, StateGroup, Tracker};
+use tracker::{Classifier, LabelName, LabelNames, ProtocolSet, StateGroup, Tracker};
 
 /// Remote hosts of the large table; the last [`IPV6_HOSTS`] of them are IPv6.
 const HOSTS: u32 = 1_000;
@@ -306,29 +308,44 @@ fn apply(c: &mut Criterion) {
     let classifier = &workload.classifier;
     group.throughput(Throughput::Elements(BATCH as u64));
 
-    let tracker = Tracker::new();
-    let churn = &workload.churn;
-    for index in 0..workload.fill.len() {
-        parse_and_apply(classifier, &tracker, workload.fill.message(index));
+    let every_label = classifier
+        .clone()
+        .with_protocols(ProtocolSet::ALL)
+        .with_labels(LabelNames::new(LabelName::ALL.into()).expect("each label once"));
+    for (name, classifier, tracker) in [
+        (
+            "parse_and_apply_100k_connections",
+            classifier,
+            Tracker::new(),
+        ),
+        (
+            "parse_and_apply_100k_connections_every_label_accounting",
+            &every_label,
+            Tracker::with_accounting(),
+        ),
+    ] {
+        let churn = &workload.churn;
+        for index in 0..workload.fill.len() {
+            parse_and_apply(classifier, &tracker, workload.fill.message(index));
+        }
+        assert_full(&tracker);
+        // Once through the cycle, untimed: the table must come back to where it started.
+        for index in 0..churn.len() {
+            parse_and_apply(classifier, &tracker, churn.message(index));
+        }
+        assert_full(&tracker);
+        group.bench_function(name, |b| {
+            b.iter_custom(cyclic(churn.len(), |index| {
+                parse_and_apply(classifier, &tracker, black_box(churn.message(index)))
+            }))
+        });
     }
-    assert_full(&tracker);
-    // Once through the cycle, untimed: the table must come back to where it started.
-    for index in 0..churn.len() {
-        parse_and_apply(classifier, &tracker, churn.message(index));
-    }
-    assert_full(&tracker);
-    group.bench_function("parse_and_apply_100k_connections", |b| {
-        b.iter_custom(cyclic(churn.len(), |index| {
-            parse_and_apply(classifier, &tracker, black_box(churn.message(index)))
-        }))
-    });
-    drop(tracker);
 
     let tracker = Tracker::new();
     for (kind, entry) in decoded(&workload.fill) {
         tracker.apply(kind, &entry, classifier.classify(&entry));
     }
-    let events = decoded(churn);
+    let events = decoded(&workload.churn);
     drop(workload.churn);
     group.bench_function("apply_100k_connections", |b| {
         b.iter_custom(cyclic(events.len(), |index| {

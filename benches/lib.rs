@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
-use tracker::{Classifier, Tracker};
+use tracker::{Classifier, LabelNames, ProtocolSet, Tracker};
 
 /// The messages of a fixture file: one hex-encoded netlink message per non-comment line.
 pub fn parse_fixture(text: &str) -> Vec<Vec<u8>> {
@@ -48,11 +48,12 @@ impl Random {
     }
 }
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The local address of every connection in [`table`].
+pub const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 /// A table of `connections` TCP connections spread evenly over `hosts` remote hosts, in a mix
-/// of states (mostly established, some opening, closing and closed).
-pub fn table(hosts: u32, connections: u32) -> Arc<Tracker> {
+/// of states (mostly established, some opening, closing and closed), labelled with `labels`.
+pub fn table(hosts: u32, connections: u32, labels: &LabelNames) -> Arc<Tracker> {
     const STATES: [TcpState; 10] = [
         TcpState::Established,
         TcpState::Established,
@@ -65,9 +66,11 @@ pub fn table(hosts: u32, connections: u32) -> Arc<Tracker> {
         TcpState::FinWait,
         TcpState::Close,
     ];
-    let mut classifier = Classifier::new(Vec::new());
+    let mut classifier = Classifier::new(Vec::new())
+        .with_protocols(ProtocolSet::ALL)
+        .with_labels(labels.clone());
     classifier.set_local_addresses(HashSet::from([IpAddr::V4(LOCAL)]));
-    let tracker = Tracker::new();
+    let tracker = Tracker::with_accounting();
     for index in 0..connections {
         let host = index % hosts;
         let remote = Ipv4Addr::new(10, (host >> 16) as u8, (host >> 8) as u8, host as u8);

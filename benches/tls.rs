@@ -162,9 +162,11 @@ fn over_tls(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let (acceptor, connector) = tls_setup(&dir);
     let (exposition, _counters) = Exposition::new(
-        benches::table(1_000, 1_000),
+        benches::table(1_000, 1_000, &tracker::LabelNames::default()),
         Arc::new(Status::default()),
         Naming::Seed,
+        tracker::LabelNames::default(),
+        false,
         Duration::from_secs(300),
     );
     let exposition = Arc::new(exposition);

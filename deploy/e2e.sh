@@ -20,7 +20,7 @@
 #
 # What it does:
 #   1. starts the exporter with a temporary config (--config, loopback,
-#      tracking switched on in the namespace, 5s resyncs), and with
+#      tracking switched on in the namespace, 5s resyncs, accounting on), and with
 #      CONNTRACK_E2E_TLS=1 a web configuration (HTTPS, basic auth);
 #   2. creates traffic with a known shape: connections held open to the peer
 #      (open), closed connections (closing, TIME_WAIT) and a connection
@@ -167,6 +167,7 @@ listen_port = $EXPORTER_PORT
 listen_path = "/metrics"
 ensure_tracking = true
 resync_interval = "5s"
+accounting = true
 EOF
 exporter_args=(--config "$WORK_DIR/exporter.toml")
 EXPORTER_URL=http://127.0.0.1:$EXPORTER_PORT
@@ -198,6 +199,8 @@ EOF
     EXPORTER_URL=https://127.0.0.1:$EXPORTER_PORT
     exporter_access=("$WORK_DIR/ca.crt" prometheus "$SCRAPE_PASSWORD")
 fi
+# Byte counters need the kernel's accounting, which is per network namespace.
+echo 1 >/proc/sys/net/netfilter/nf_conntrack_acct
 "$EXPORTER_BIN" "${exporter_args[@]}" >"$WORK_DIR/exporter.log" 2>&1 &
 exporter_pid=$!
 background_pids+=("$exporter_pid")
@@ -284,6 +287,10 @@ cat >"$WORK_DIR/expectations.json" <<EOF
   {"query": "conntrack_closed_connections_total{host=\"$PEER_ADDRESS\"}", "min": 0},
   {"query": "conntrack_opening_connections_total{host=\"$SILENT_ADDRESS\"}", "min": 1},
   {"query": "conntrack_exporter_hosts", "min": 2},
+  {"query": "conntrack_connections_opened_total{host=\"$PEER_ADDRESS\"}", "min": $HELD_CONNECTIONS},
+  {"query": "conntrack_sent_bytes_total{host=\"$PEER_ADDRESS\"}", "min": 1},
+  {"query": "conntrack_received_bytes_total{host=\"$PEER_ADDRESS\"}", "min": 1},
+  {"query": "sum(conntrack_exporter_kernel_stat_total)", "min": 0},
   {"query": "conntrack_exporter_connections", "min": $HELD_CONNECTIONS},
   {"query": "conntrack_exporter_kernel_table_limit", "min": 1},
   {"query": "conntrack_exporter_kernel_table_entries", "min": 1},

@@ -41,6 +41,10 @@ REQUIRED_DASHBOARD_METRICS = [
     "conntrack_closed_connections_total",
     "conntrack_exporter_events_lost_total",
     "conntrack_exporter_resync_corrected_entries",
+    "conntrack_connections_opened_total",
+    "conntrack_connections_failed_total",
+    "conntrack_sent_bytes_total",
+    "conntrack_exporter_kernel_stat_total",
     "scrape_duration_seconds",
 ]
 

@@ -332,6 +332,8 @@ pub struct Entry {
     pub tcp_state: Option<TcpState>,
     /// SCTP state number, for SCTP entries that carry protocol information.
     pub sctp_state: Option<u8>,
+    /// DCCP state number, for DCCP entries that carry protocol information.
+    pub dccp_state: Option<u8>,
     /// Seconds until the entry expires.
     pub timeout: Option<u32>,
     /// Connection mark.
@@ -359,6 +361,7 @@ impl Entry {
             status: None,
             tcp_state: None,
             sctp_state: None,
+            dccp_state: None,
             timeout: None,
             mark: None,
             zone: None,

@@ -93,6 +93,7 @@ pub(crate) fn parse_entry(
         status: entry.status,
         tcp_state: entry.tcp_state,
         sctp_state: entry.sctp_state,
+        dccp_state: entry.dccp_state,
         timeout: entry.timeout,
         mark: entry.mark,
         zone: entry.zone,
@@ -111,6 +112,7 @@ struct EntryFields {
     status: Option<Status>,
     tcp_state: Option<TcpState>,
     sctp_state: Option<u8>,
+    dccp_state: Option<u8>,
     timeout: Option<u32>,
     mark: Option<u32>,
     zone: Option<u16>,
@@ -201,6 +203,7 @@ fn parse_protoinfo(attr: Attr<'_>, entry: &mut EntryFields) -> Result<(), ParseE
         let info = info?;
         let state_attr = match info.kind {
             protoinfo::TCP => protoinfo::TCP_STATE,
+            protoinfo::DCCP => protoinfo::DCCP_STATE,
             protoinfo::SCTP => protoinfo::SCTP_STATE,
             _ => continue,
         };
@@ -209,10 +212,13 @@ fn parse_protoinfo(attr: Attr<'_>, entry: &mut EntryFields) -> Result<(), ParseE
             if field.kind != state_attr {
                 continue;
             }
-            if info.kind == protoinfo::TCP {
-                entry.tcp_state = Some(TcpState::from_raw(field.u8("CTA_PROTOINFO_TCP_STATE")?));
-            } else {
-                entry.sctp_state = Some(field.u8("CTA_PROTOINFO_SCTP_STATE")?);
+            match info.kind {
+                protoinfo::TCP => {
+                    let state = field.u8("CTA_PROTOINFO_TCP_STATE")?;
+                    entry.tcp_state = Some(TcpState::from_raw(state));
+                }
+                protoinfo::DCCP => entry.dccp_state = Some(field.u8("CTA_PROTOINFO_DCCP_STATE")?),
+                _ => entry.sctp_state = Some(field.u8("CTA_PROTOINFO_SCTP_STATE")?),
             }
         }
     }
@@ -404,7 +410,7 @@ mod tests {
     }
 
     #[test]
-    fn protocol_states_of_tcp_and_sctp_and_others_skipped() {
+    fn protocol_states_of_tcp_sctp_and_dccp_and_others_skipped() {
         let info = |kind: u16, state: u8| {
             attributes(|a| {
                 a.nested(cta::PROTOINFO, |p| {
@@ -418,19 +424,21 @@ mod tests {
         let decode = |bytes: Vec<u8>| {
             let mut fields = EntryFields::default();
             let attr = Attrs::new(&bytes).next().unwrap().unwrap();
-            parse_protoinfo(attr, &mut fields).map(|()| (fields.tcp_state, fields.sctp_state))
+            parse_protoinfo(attr, &mut fields)
+                .map(|()| (fields.tcp_state, fields.sctp_state, fields.dccp_state))
         };
         assert_eq!(
             decode(info(protoinfo::TCP, 7)),
-            Ok((Some(TcpState::TimeWait), None))
+            Ok((Some(TcpState::TimeWait), None, None))
         );
         assert_eq!(
             decode(info(protoinfo::TCP, 42)),
-            Ok((Some(TcpState::Other(42)), None))
+            Ok((Some(TcpState::Other(42)), None, None))
         );
-        assert_eq!(decode(info(protoinfo::SCTP, 3)), Ok((None, Some(3))));
-        // CTA_PROTOINFO_DCCP (2) is not decoded.
-        assert_eq!(decode(info(2, 3)), Ok((None, None)));
+        assert_eq!(decode(info(protoinfo::SCTP, 3)), Ok((None, Some(3), None)));
+        assert_eq!(decode(info(protoinfo::DCCP, 4)), Ok((None, None, Some(4))));
+        // Members of the protocol information the exporter does not know are skipped.
+        assert_eq!(decode(info(9, 3)), Ok((None, None, None)));
     }
 
     #[test]

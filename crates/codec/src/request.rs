@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use crate::attr::AttrWriter;
-use crate::entry::{Family, Layer4, Status, TcpState, Tuple};
+use crate::entry::{Family, Layer4, Protocol, Status, TcpState, Tuple};
 use crate::wire::{self, cta};
 
 /// What to create: an entry in any state, with any tuple and timeout. No packet is sent; the
@@ -19,6 +19,9 @@ pub struct NewEntry {
     pub reply: Option<Tuple>,
     /// TCP state (TCP only).
     pub tcp_state: Option<TcpState>,
+    /// SCTP or DCCP state number, as the tuple's protocol says (those protocols only); a
+    /// DCCP entry is made in the client role, an SCTP one with zero verification tags.
+    pub protocol_state: Option<u8>,
     /// Seconds until the kernel expires the entry.
     pub timeout: u32,
     /// Status bits to set (the kernel adds `CONFIRMED`).
@@ -36,6 +39,7 @@ impl NewEntry {
             original,
             reply: None,
             tcp_state: Some(state),
+            protocol_state: None,
             timeout,
             status: Status::default(),
             mark: None,
@@ -110,6 +114,24 @@ pub fn create(sequence: u32, entry: &NewEntry) -> Vec<u8> {
             info.nested(wire::protoinfo::TCP, |tcp| {
                 tcp.u8(wire::protoinfo::TCP_STATE, state.to_raw());
             });
+        });
+    }
+    if let Some(state) = entry.protocol_state {
+        use wire::protoinfo as p;
+        attrs.nested(cta::PROTOINFO, |info| {
+            if entry.original.protocol == Protocol::SCTP {
+                // The kernel takes an SCTP state only together with both verification tags.
+                info.nested(p::SCTP, |sctp| {
+                    sctp.u8(p::SCTP_STATE, state)
+                        .u32_be(p::SCTP_VTAG_ORIGINAL, 0)
+                        .u32_be(p::SCTP_VTAG_REPLY, 0);
+                });
+            } else {
+                // ... and a DCCP state only together with a role (0: client).
+                info.nested(p::DCCP, |dccp| {
+                    dccp.u8(p::DCCP_STATE, state).u8(p::DCCP_ROLE, 0);
+                });
+            }
         });
     }
     if let Some(mark) = entry.mark {

@@ -109,12 +109,17 @@ pub mod proto {
     pub const ICMPV6_CODE: u16 = 9;
 }
 
-/// `enum ctattr_protoinfo` and its TCP and SCTP members.
+/// `enum ctattr_protoinfo` and its TCP, DCCP and SCTP members.
 pub mod protoinfo {
     pub const TCP: u16 = 1;
+    pub const DCCP: u16 = 2;
     pub const SCTP: u16 = 3;
     pub const TCP_STATE: u16 = 1;
+    pub const DCCP_STATE: u16 = 1;
+    pub const DCCP_ROLE: u16 = 2;
     pub const SCTP_STATE: u16 = 1;
+    pub const SCTP_VTAG_ORIGINAL: u16 = 2;
+    pub const SCTP_VTAG_REPLY: u16 = 3;
 }
 
 /// `enum ctattr_counters`.

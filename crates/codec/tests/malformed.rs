@@ -800,6 +800,7 @@ proptest! {
             original,
             reply: None,
             tcp_state: state.map(TcpState::from_raw),
+            protocol_state: None,
             timeout,
             status: Status(status),
             mark,

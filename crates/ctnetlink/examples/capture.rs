@@ -109,6 +109,7 @@ impl Capture {
             original: Tuple::udp(v6(1), 40002, v6(2), 53),
             reply: None,
             tcp_state: None,
+            protocol_state: None,
             timeout: 1800,
             status: Status::default(),
             mark: None,

@@ -361,6 +361,7 @@ fn table_size_counts_what_was_created_and_deleted() {
             original: *tuple,
             reply: None,
             tcp_state: (tuple.protocol == Protocol::TCP).then_some(TcpState::Established),
+            protocol_state: None,
             timeout: 300,
             status: Status::default(),
             mark: None,

@@ -10,11 +10,11 @@ use conntrack_codec::{EntryKind, EntryMessage, ParseError};
 use ctnetlink::addresses::{self, AddressChanges};
 use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 use log::{debug, info, warn};
-use tracker::{Classifier, HostPattern, Tracker};
+use tracker::{Classifier, HostPattern, LabelNames, ProtocolSet, Tracker};
 
 use crate::error::Error;
 use crate::event_log::EventLog;
-use crate::exposition::{Counters, Status};
+use crate::exposition::{Counters, KERNEL_STATS, Status};
 use crate::line_queue::LineQueue;
 use crate::supervision::SupervisedThread;
 
@@ -24,8 +24,8 @@ use crate::supervision::SupervisedThread;
 const STREAM_PAUSE: Duration = Duration::from_millis(1);
 /// How often the loop looks at its timers, address changes and the stop flag.
 const TICK: Duration = Duration::from_millis(250);
-/// How often the kernel table's size is read.
-const TABLE_SIZE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the kernel table's size and statistics are read.
+const KERNEL_FIGURES_INTERVAL: Duration = Duration::from_secs(1);
 /// After this long with no entry and no event, tracking is probably off: say so once.
 const TRACKING_HINT_AFTER: Duration = Duration::from_secs(30);
 /// Resyncs after lost events are spaced by at least this long...
@@ -39,6 +39,10 @@ const LOSS_RESYNC_GAP_FACTOR: u32 = 10;
 pub(crate) struct CollectorSettings {
     /// Remote hosts not counted.
     pub ignore_hosts: Vec<HostPattern>,
+    /// Protocols counted.
+    pub protocols: ProtocolSet,
+    /// Labels of the per-connection families.
+    pub labels: LabelNames,
     /// Periodic resync interval; `None`: none.
     pub resync_interval: Option<Duration>,
     /// Initial receive queue size.
@@ -166,7 +170,7 @@ struct Collector {
     next_periodic: Option<Instant>,
     /// Events were lost and a resync is due.
     loss_pending: bool,
-    next_table_size: Instant,
+    next_kernel_figures: Instant,
     tracking_hint_given: bool,
 }
 
@@ -193,7 +197,9 @@ impl Collector {
             .store(queue.bytes as u64, Ordering::Relaxed);
         events.set_receive_timeout(TICK)?;
         let address_changes = AddressChanges::subscribe()?;
-        let mut classifier = Classifier::new(settings.ignore_hosts.clone());
+        let mut classifier = Classifier::new(settings.ignore_hosts.clone())
+            .with_protocols(settings.protocols)
+            .with_labels(settings.labels.clone());
         classifier
             .set_local_addresses(addresses::local_addresses().map_err(Error::LocalAddresses)?);
         let table = ConntrackSocket::open()?;
@@ -222,7 +228,7 @@ impl Collector {
             last_resync_end: now,
             last_dump_duration: Duration::ZERO,
             loss_pending: false,
-            next_table_size: now,
+            next_kernel_figures: now,
             tracking_hint_given: false,
         })
     }
@@ -314,9 +320,9 @@ impl Collector {
         } else if self.next_periodic.is_some_and(|due| now >= due) {
             self.resync_logging_errors(Reason::Periodic);
         }
-        if now >= self.next_table_size {
-            self.next_table_size = now + TABLE_SIZE_INTERVAL;
-            self.refresh_table_size();
+        if now >= self.next_kernel_figures {
+            self.next_kernel_figures = now + KERNEL_FIGURES_INTERVAL;
+            self.refresh_kernel_figures();
         }
         if !self.tracking_hint_given
             && !self.applier.seen_any
@@ -421,7 +427,7 @@ impl Collector {
         Ok(())
     }
 
-    fn refresh_table_size(&mut self) {
+    fn refresh_kernel_figures(&mut self) {
         match self.table.table_size() {
             Ok(size) => {
                 let status = &self.status;
@@ -434,6 +440,15 @@ impl Collector {
             }
             Err(error) => debug!("reading the kernel table size failed: {error}"),
         }
+        match self.table.cpu_stats() {
+            Ok(cpus) => {
+                for ((_, read), total) in KERNEL_STATS.iter().zip(&self.status.kernel_stats) {
+                    let sum = cpus.iter().map(|cpu| u64::from(read(cpu))).sum();
+                    total.store(sum, Ordering::Relaxed);
+                }
+            }
+            Err(error) => debug!("reading the kernel statistics failed: {error}"),
+        }
     }
 
     fn reload_local_addresses(&mut self) {
@@ -445,7 +460,15 @@ impl Collector {
         match addresses::local_addresses() {
             Ok(local) => {
                 debug!("local addresses now: {local:?}");
-                self.applier.classifier.set_local_addresses(local);
+                let applier = &mut self.applier;
+                applier.classifier.set_local_addresses(local);
+                // Which end of a connection is remote follows the local addresses: move the
+                // connections now rather than at the next resync.
+                let classifier = &applier.classifier;
+                let outcome = applier
+                    .tracker
+                    .reclassify(|entry| classifier.classify(entry));
+                debug!("reclassified after the address change: {outcome:?}");
             }
             Err(error) => warn!("listing interface addresses failed: {error}"),
         }
@@ -485,8 +508,14 @@ mod tests {
         let tracker = Arc::new(Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, counters) =
-            Exposition::new(Arc::clone(&tracker), status, Naming::Plain, idle);
+        let (exposition, counters) = Exposition::new(
+            Arc::clone(&tracker),
+            status,
+            Naming::Plain,
+            tracker::LabelNames::default(),
+            false,
+            idle,
+        );
         let mut applier = Applier {
             classifier: Classifier::new(Vec::new()),
             tracker: Arc::clone(&tracker),

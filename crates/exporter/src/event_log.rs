@@ -76,7 +76,7 @@ fn state_name(group: Option<StateGroup>) -> Option<&'static str> {
 }
 
 fn remote_endpoint(class: &Classification) -> String {
-    endpoint(class.labels.host, class.remote_port)
+    endpoint(class.remote_host, class.remote_port)
 }
 
 /// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… state=opening`

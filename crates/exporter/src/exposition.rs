@@ -1,27 +1,34 @@
 //! Publishing the tracker's counts and the exporter's own health as Prometheus text.
 //!
-//! Per-host gauges are written at scrape time, just before rendering, from the tracker's
-//! per-host aggregates: the cost is one step per host, never per connection. The recorder
-//! forgets gauges that were not written since the previous render, which is how a host that
-//! left the tracker leaves the output (the recorder has no per-series delete).
+//! Per-connection gauges are written at scrape time, just before rendering, from the
+//! tracker's aggregates, one per label set: the cost is one step per label set, never per
+//! connection. The recorder forgets gauges that were not written since the previous render,
+//! which is how a host that left the tracker leaves the output (the recorder has no
+//! per-series delete).
+//!
+//! The counters per label set (opened, closed, failed) are written as text beside the
+//! recorder's page: the recorder never forgets a counter, so label sets that left the tracker
+//! would stay in its memory for good.
 //!
 //! Scrapes get their page through [`SharedRender`]: one render at a time, whose page every
 //! scrape that arrived during it shares, compressed once.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use conntrack_codec::CpuStats;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
+use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
 use tokio::sync::watch;
-use tracker::{Labels, StateGroup, Tracker};
+use tracker::{LabelCounts, LabelNames, LabelSet, StateGroup, Totals, Tracker};
 
 use crate::settings::Naming;
 
@@ -54,6 +61,70 @@ const HOST_FAMILIES: [(&str, &str, &str); 4] = [
     ),
 ];
 
+/// A counter family per label set: name, help text, and its value among the totals.
+type CounterFamily = (&'static str, &'static str, fn(&Totals) -> u64);
+
+/// The counter families per label set.
+const COUNTER_FAMILIES: [CounterFamily; 3] = [
+    (
+        "conntrack_connections_opened_total",
+        "Connections to the remote host that reached the open state.",
+        |totals| totals.opened,
+    ),
+    (
+        "conntrack_connections_closed_total",
+        "Connections to the remote host that ended after being open.",
+        |totals| totals.closed,
+    ),
+    (
+        "conntrack_connections_failed_total",
+        "Connections to the remote host that ended without ever being open (refused, reset or timed out).",
+        |totals| totals.failed,
+    ),
+];
+
+/// The counter families per label set that accounting adds.
+const ACCOUNTING_FAMILIES: [CounterFamily; 4] = [
+    (
+        "conntrack_sent_bytes_total",
+        "Bytes sent to the remote host.",
+        |totals| totals.sent_bytes,
+    ),
+    (
+        "conntrack_received_bytes_total",
+        "Bytes received from the remote host.",
+        |totals| totals.received_bytes,
+    ),
+    (
+        "conntrack_sent_packets_total",
+        "Packets sent to the remote host.",
+        |totals| totals.sent_packets,
+    ),
+    (
+        "conntrack_received_packets_total",
+        "Packets received from the remote host.",
+        |totals| totals.received_packets,
+    ),
+];
+
+/// One of the kernel's per-CPU statistics: its `stat` label value, and how to read it from
+/// one CPU's statistics.
+pub(crate) type KernelStat = (&'static str, fn(&CpuStats) -> u32);
+
+/// The kernel's per-CPU statistics, in the order `conntrack -S` shows them.
+pub(crate) const KERNEL_STATS: [KernelStat; 10] = [
+    ("found", |stats| stats.found),
+    ("invalid", |stats| stats.invalid),
+    ("insert", |stats| stats.insert),
+    ("insert_failed", |stats| stats.insert_failed),
+    ("drop", |stats| stats.drop),
+    ("early_drop", |stats| stats.early_drop),
+    ("error", |stats| stats.error),
+    ("search_restart", |stats| stats.search_restart),
+    ("clash_resolve", |stats| stats.clash_resolve),
+    ("chaintoolong", |stats| stats.chain_too_long),
+];
+
 /// What the running exporter knows about itself: gauges that the collector thread and the
 /// HTTP server keep current and each scrape publishes, and the collector's progress that the
 /// health endpoints report.
@@ -75,6 +146,8 @@ pub struct Status {
     pub kernel_limit: AtomicU64,
     /// The event receive queue size in force.
     pub receive_queue_bytes: AtomicU64,
+    /// The kernel's statistics summed over its CPUs, in the order of [`KERNEL_STATS`].
+    pub kernel_stats: [AtomicU64; KERNEL_STATS.len()],
 }
 
 /// The time of a thread's latest sign of progress, readable from any other thread: the
@@ -156,11 +229,14 @@ pub struct Exposition {
     tracker: Arc<Tracker>,
     status: Arc<Status>,
     names: [&'static str; 4],
+    labels: LabelNames,
+    /// The counter families per label set: with accounting, the byte and packet ones too.
+    counter_families: Vec<CounterFamily>,
     host_idle_timeout: Duration,
-    /// The gauges of every host in the output, kept between scrapes so that a scrape sets
-    /// values through handles instead of looking each series up by name and labels. Its
+    /// The gauges of every label set in the output, kept between scrapes so that a scrape
+    /// sets values through handles instead of looking each series up by name and labels. Its
     /// lock also serialises scrapes.
-    host_gauges: Mutex<HashMap<Labels, [Gauge; 4]>>,
+    host_gauges: Mutex<HashMap<LabelSet, [Gauge; 4]>>,
     /// Pages rendered.
     renders: Counter,
 }
@@ -172,6 +248,8 @@ impl Exposition {
         tracker: Arc<Tracker>,
         status: Arc<Status>,
         naming: Naming,
+        labels: LabelNames,
+        accounting: bool,
         host_idle_timeout: Duration,
     ) -> (Exposition, Counters) {
         let recorder = PrometheusBuilder::new()
@@ -210,6 +288,11 @@ impl Exposition {
             tracker,
             status,
             names,
+            labels,
+            counter_families: COUNTER_FAMILIES
+                .into_iter()
+                .chain(ACCOUNTING_FAMILIES.into_iter().filter(|_| accounting))
+                .collect(),
             host_idle_timeout,
             host_gauges: Mutex::new(HashMap::new()),
             renders,
@@ -239,8 +322,8 @@ impl Exposition {
             let mut departed = std::mem::take(&mut *host_gauges);
             for host in &hosts {
                 let gauges = departed.remove(&host.labels).unwrap_or_else(|| {
-                    let label = host.labels.host.to_string();
-                    self.names.map(|name| gauge!(name, "host" => label.clone()))
+                    let labels = self.label_pairs(&host.labels);
+                    self.names.map(|name| gauge!(name, labels.iter()))
                 });
                 for group in StateGroup::ALL {
                     gauges[group.index()].set(host.get(group));
@@ -250,6 +333,7 @@ impl Exposition {
             self.publish_status(hosts.len());
         });
         let mut text = self.handle.render();
+        self.write_counters(&hosts, &mut text);
         if hosts.is_empty() {
             // With no host there is no sample, and the recorder would leave the families out
             // entirely; announce them anyway so that users and tools see what exists.
@@ -258,6 +342,44 @@ impl Exposition {
             }
         }
         text
+    }
+
+    /// Appends the counter families of every label set in `sets` to `text`.
+    fn write_counters(&self, sets: &[LabelCounts], text: &mut String) {
+        let labels: Vec<String> = sets
+            .iter()
+            .map(|set| self.label_text(&set.labels))
+            .collect();
+        for &(name, help, value) in &self.counter_families {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (set, labels) in sets.iter().zip(&labels) {
+                let _ = writeln!(text, "{name}{labels} {}", value(&set.totals));
+            }
+            text.push('\n');
+        }
+    }
+
+    /// The chosen labels of `set` in the text format: `{name="value",...}`, or nothing
+    /// when no label is chosen.
+    fn label_text(&self, set: &LabelSet) -> String {
+        if self.labels.names().is_empty() {
+            return String::new();
+        }
+        let pairs: Vec<String> = self
+            .labels
+            .names()
+            .iter()
+            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&set.value(name))))
+            .collect();
+        format!("{{{}}}", pairs.join(","))
+    }
+
+    /// The chosen labels of `set`, in order, as the recorder takes them.
+    fn label_pairs(&self, set: &LabelSet) -> Vec<Label> {
+        let names = self.labels.names().iter();
+        names
+            .map(|&name| Label::new(name.as_str(), set.value(name)))
+            .collect()
     }
 
     fn publish_status(&self, hosts: usize) {
@@ -274,6 +396,10 @@ impl Exposition {
         gauge!("conntrack_exporter_kernel_table_limit").set(load(&status.kernel_limit));
         gauge!("conntrack_exporter_netlink_receive_queue_bytes")
             .set(load(&status.receive_queue_bytes));
+        for ((stat, _), value) in KERNEL_STATS.iter().zip(&status.kernel_stats) {
+            counter!("conntrack_exporter_kernel_stat_total", "stat" => *stat)
+                .absolute(value.load(Ordering::Relaxed));
+        }
         gauge!("conntrack_exporter_http_connections").set(load(&status.http_connections));
     }
 
@@ -385,6 +511,14 @@ impl Drop for RenderFinished {
     }
 }
 
+/// A label value as the text format writes it: backslash, double quote and line feed escaped.
+fn escape_label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn describe_self_metrics() {
     describe_gauge!(
         "conntrack_exporter_build_info",
@@ -432,7 +566,7 @@ fn describe_self_metrics() {
     );
     describe_gauge!(
         "conntrack_exporter_hosts",
-        "Remote hosts in the output now."
+        "Label sets (remote hosts, with the default labels) in the output now."
     );
     describe_gauge!(
         "conntrack_exporter_kernel_table_entries",
@@ -441,6 +575,10 @@ fn describe_self_metrics() {
     describe_gauge!(
         "conntrack_exporter_kernel_table_limit",
         "The kernel conntrack table's limit (nf_conntrack_max)."
+    );
+    describe_counter!(
+        "conntrack_exporter_kernel_stat_total",
+        "The kernel's conntrack statistics summed over its CPUs, as conntrack -S shows them, by stat."
     );
     describe_gauge!(
         "conntrack_exporter_netlink_receive_queue_bytes",
@@ -463,11 +601,80 @@ mod tests {
     use tracker::Classifier;
 
     fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {
+        labelled(naming, LabelNames::default())
+    }
+
+    fn labelled(naming: Naming, labels: LabelNames) -> (Exposition, Arc<Tracker>) {
         let tracker = Arc::new(Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, _) = Exposition::new(Arc::clone(&tracker), status, naming, idle);
+        let (exposition, _) =
+            Exposition::new(Arc::clone(&tracker), status, naming, labels, false, idle);
         (exposition, tracker)
+    }
+
+    #[test]
+    fn labels_appear_in_the_chosen_order_and_hosts_are_summed_when_left_out() {
+        let labels: LabelNames = "service_port,direction,protocol".parse().unwrap();
+        let (exposition, tracker) = labelled(Naming::Seed, labels.clone());
+        let mut classifier = Classifier::new(Vec::new()).with_labels(labels);
+        classifier.set_local_addresses(["10.0.0.1".parse().unwrap()].into());
+        for (remote, port) in [("10.0.0.9", 40000), ("10.0.0.8", 40001)] {
+            let mut entry = Entry::new(Tuple::tcp(
+                "10.0.0.1".parse().unwrap(),
+                port,
+                remote.parse().unwrap(),
+                443,
+            ));
+            entry.tcp_state = Some(TcpState::Established);
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        let text = exposition.render();
+        let sample = "conntrack_open_connections_total{service_port=\"443\",direction=\"out\",protocol=\"tcp\"} 2\n";
+        assert!(text.contains(sample), "{sample} missing from {text}");
+        assert!(!text.contains("host="), "{text}");
+    }
+
+    #[test]
+    fn counters_follow_a_connection_to_its_end() {
+        let (exposition, tracker) = exposition(Naming::Seed);
+        let mut classifier = Classifier::new(Vec::new());
+        classifier.set_local_addresses(["10.0.0.1".parse().unwrap()].into());
+        let mut entry = Entry::new(Tuple::tcp(
+            "10.0.0.1".parse().unwrap(),
+            40000,
+            "10.0.0.9".parse().unwrap(),
+            80,
+        ));
+        for (kind, state) in [
+            (EntryKind::New, TcpState::SynSent),
+            (EntryKind::Update, TcpState::Established),
+            (EntryKind::Destroy, TcpState::TimeWait),
+        ] {
+            entry.tcp_state = Some(state);
+            tracker.apply(kind, &entry, classifier.classify(&entry));
+        }
+        entry.original.layer4 = conntrack_codec::Layer4::Ports {
+            src: 40001,
+            dst: 80,
+        };
+        entry.tcp_state = Some(TcpState::SynSent);
+        tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        tracker.apply(EntryKind::Destroy, &entry, None);
+        let text = exposition.render();
+        for sample in [
+            "# TYPE conntrack_connections_opened_total counter\n",
+            "conntrack_connections_opened_total{host=\"10.0.0.9\"} 1\n",
+            "conntrack_connections_closed_total{host=\"10.0.0.9\"} 1\n",
+            "conntrack_connections_failed_total{host=\"10.0.0.9\"} 1\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]

@@ -47,6 +47,20 @@ use crate::supervision::{Ending, SupervisedThread};
 /// exits without it (it checks the flag at least four times a second, unless it hangs).
 const COLLECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where the kernel says whether it counts bytes and packets per connection.
+const KERNEL_ACCOUNTING: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
+
+/// Logs one line when the kernel's accounting is off: the byte and packet counters would
+/// then stay at zero. The exporter leaves the setting to the operator.
+fn say_if_kernel_accounting_is_off() {
+    if std::fs::read_to_string(KERNEL_ACCOUNTING).is_ok_and(|value| value.trim() == "0") {
+        warn!(
+            "accounting is on but the kernel's is off ({KERNEL_ACCOUNTING} is 0): bytes and \
+             packets stay 0 until it is set to 1 (sysctl net.netfilter.nf_conntrack_acct=1)"
+        );
+    }
+}
+
 /// Runs the exporter with the command-line `args` until SIGTERM or SIGINT. An error is one
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
 /// printed as one line.
@@ -75,12 +89,19 @@ pub fn run(args: Args) -> Result<(), Error> {
         .then(TrackingSwitch::on)
         .transpose()?;
 
-    let tracker = Arc::new(Tracker::new());
+    let tracker = Arc::new(if settings.accounting {
+        say_if_kernel_accounting_is_off();
+        Tracker::with_accounting()
+    } else {
+        Tracker::new()
+    });
     let status = Arc::new(Status::default());
     let (exposition, counters) = Exposition::new(
         Arc::clone(&tracker),
         Arc::clone(&status),
         settings.naming,
+        settings.labels.0.clone(),
+        settings.accounting,
         settings.host_idle_timeout.0,
     );
     let http_counters = exposition.register(http::Counters::register);
@@ -91,6 +112,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     ));
     let collector_settings = CollectorSettings {
         ignore_hosts: settings.ignore_hosts.0.clone(),
+        protocols: settings.protocols.0,
+        labels: settings.labels.0.clone(),
         resync_interval: settings.resync_interval.get(),
         netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
         netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,

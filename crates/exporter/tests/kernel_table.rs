@@ -9,24 +9,10 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 
-use common::{create_tcp, start_exporter};
+use common::{connect, create_tcp, start_exporter};
 use conntrack_codec::{NewEntry, Status, TcpState, Tuple};
 use ctnetlink::ConntrackSocket;
 use testkit::{HostCounts, SEED_FAMILIES, address, show};
-
-/// A connected pair that has exchanged a byte each way, so that closing either end sends a
-/// FIN (not a reset).
-fn connect(listener: &TcpListener) -> (TcpStream, TcpStream) {
-    let address = listener.local_addr().unwrap();
-    let mut client = TcpStream::connect(address).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
-    let mut byte = [0u8];
-    client.write_all(b"?").unwrap();
-    server.read_exact(&mut byte).unwrap();
-    server.write_all(b"!").unwrap();
-    client.read_exact(&mut byte).unwrap();
-    (client, server)
-}
 
 /// Opens real connections to the four `hosts`: two established ones to the first; one
 /// established and one fully closed (TIME_WAIT) to the second; one established and one
@@ -95,7 +81,26 @@ fn every_state(ports: &mut Ports, src: &str, dst: &str) {
 
 #[test]
 fn per_host_numbers_equal_the_kernel_table() {
-    let Some(_namespace) = testkit::enter("per_host_numbers_equal_the_kernel_table") else {
+    numbers_equal_the_kernel_table("per_host_numbers_equal_the_kernel_table", &[]);
+}
+
+/// The same numbers, summed over every other label, with every label on.
+#[test]
+fn per_host_numbers_equal_the_kernel_table_with_every_label() {
+    let every = [
+        "--labels",
+        "host,direction,service_port,local_host,protocol,zone",
+    ];
+    numbers_equal_the_kernel_table(
+        "per_host_numbers_equal_the_kernel_table_with_every_label",
+        &every,
+    );
+}
+
+/// Entries and connections as described at the top, with the exporter started with
+/// `extra_args`.
+fn numbers_equal_the_kernel_table(test_name: &str, extra_args: &[&str]) {
+    let Some(_namespace) = testkit::enter(test_name) else {
         return;
     };
     let v4_hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"].map(address);
@@ -133,6 +138,7 @@ fn per_host_numbers_equal_the_kernel_table() {
             original: udp,
             reply: None,
             tcp_state: None,
+            protocol_state: None,
             timeout: 600,
             status: Status::default(),
             mark: None,
@@ -140,7 +146,8 @@ fn per_host_numbers_equal_the_kernel_table() {
         })
         .unwrap();
 
-    let exporter = start_exporter(&["--ensure-tracking"]);
+    let args = [&["--ensure-tracking"], extra_args].concat();
+    let exporter = start_exporter(&args);
 
     // Entries and connections made while it runs: it learns them from events.
     every_state(&mut ports, "192.0.2.1", "198.51.100.3");

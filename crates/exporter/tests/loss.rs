@@ -120,12 +120,17 @@ impl Workload {
 
 /// A config file with the given queue sizes and the periodic resync off.
 fn config(directory: &TempDir, queue_bytes: usize, queue_max_bytes: usize) -> PathBuf {
+    config_with(directory, queue_bytes, queue_max_bytes, "")
+}
+
+/// The same with `more` settings appended.
+fn config_with(directory: &TempDir, queue_bytes: usize, max_bytes: usize, more: &str) -> PathBuf {
     directory.write(
         "conntrack_exporter.toml",
         &format!(
             "netlink_buffer_bytes = {queue_bytes}\n\
-             netlink_buffer_max_bytes = {queue_max_bytes}\n\
-             resync_interval = \"0\"\n"
+             netlink_buffer_max_bytes = {max_bytes}\n\
+             resync_interval = \"0\"\n{more}"
         ),
     )
 }
@@ -304,7 +309,11 @@ fn a_stopped_exporter_is_exact_again_after_it_resumes() {
     let directory = TempDir::new(test);
     // 64 KiB holds a few hundred events at most; the queue may grow, but only once it is
     // read again, which a stopped exporter does not do.
-    let exporter = start(&config(&directory, 64 * 1024, 4 * 1024 * 1024));
+    // With every label on: the numbers summed over the other labels must still be exact.
+    let every_label = "labels = [\"host\", \"direction\", \"service_port\", \"local_host\", \
+                       \"protocol\", \"zone\"]\n";
+    let config = config_with(&directory, 64 * 1024, 4 * 1024 * 1024, every_label);
+    let exporter = start(&config);
     let counts = exporter.wait_until_kernel_table_matches(SEED_FAMILIES);
     assert_eq!(counts, workload.expected, "{}", show(&counts));
     let before = LossCounters::of(&exporter.scrape());

@@ -39,9 +39,29 @@ fn counter(exporter: &Exporter, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn changes_without_events_are_corrected_by_the_periodic_resync() {
-    let Some(_namespace) =
-        testkit::enter("changes_without_events_are_corrected_by_the_periodic_resync")
-    else {
+    corrected_by_the_periodic_resync(
+        "changes_without_events_are_corrected_by_the_periodic_resync",
+        &[],
+    );
+}
+
+/// The same corrections, summed over every other label, with every label on.
+#[test]
+fn changes_without_events_are_corrected_with_every_label() {
+    let every = [
+        "--labels",
+        "host,direction,service_port,local_host,protocol,zone",
+    ];
+    corrected_by_the_periodic_resync(
+        "changes_without_events_are_corrected_with_every_label",
+        &every,
+    );
+}
+
+/// Connections and entries changed behind the exporter's back, with the exporter started
+/// with `extra_args`.
+fn corrected_by_the_periodic_resync(test_name: &str, extra_args: &[&str]) {
+    let Some(_namespace) = testkit::enter(test_name) else {
         return;
     };
     // Tracking on before the exporter exists, so that real connections predate it.
@@ -90,7 +110,8 @@ fn changes_without_events_are_corrected_by_the_periodic_resync() {
     );
     set_sysctl_events(&events_setting);
 
-    let exporter = start_exporter(&["--resync-interval", "1s"]);
+    let args = [&["--resync-interval", "1s"], extra_args].concat();
+    let exporter = start_exporter(&args);
     let before = exporter.wait_until_kernel_table_matches(SEED_FAMILIES);
     assert_eq!(before.get(&host), Some(&[0, 2, 0, 0]), "{}", show(&before));
     assert_eq!(

@@ -148,42 +148,56 @@ impl Scrape {
         self.families.get(name)?.kind.as_deref()
     }
 
-    /// The hosts in any of the per-host `families`, with their four numbers. Fails when a
-    /// host lacks one of the families: every host shows all four, zeros included.
+    /// The hosts in any of the per-host `families`, with their four numbers summed over any
+    /// other labels. Fails when a label set lacks one of the families: every label set shows
+    /// all four, zeros included.
     pub fn host_counts(&self, families: [&str; 4]) -> Result<HostCounts, String> {
-        let mut found: BTreeMap<IpAddr, [Option<u64>; 4]> = BTreeMap::new();
+        let mut counts = HostCounts::new();
+        for (labels, numbers) in self.label_set_counts(families)? {
+            let host = labels
+                .get("host")
+                .ok_or_else(|| format!("{labels:?} without a host label"))?;
+            let host: IpAddr = host
+                .parse()
+                .map_err(|_| format!("host label {host:?} is not an address"))?;
+            let sum = counts.entry(host).or_default();
+            for (total, number) in sum.iter_mut().zip(numbers) {
+                *total += number;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Every label set in any of the per-connection `families`, with its four numbers. Fails
+    /// when a label set lacks one of the families or has two samples in one.
+    pub fn label_set_counts(
+        &self,
+        families: [&str; 4],
+    ) -> Result<BTreeMap<BTreeMap<String, String>, [u64; 4]>, String> {
+        let mut found: BTreeMap<&BTreeMap<String, String>, [Option<u64>; 4]> = BTreeMap::new();
         for sample in &self.samples {
             let Some(group) = families.iter().position(|name| *name == sample.name) else {
                 continue;
             };
-            let host = sample
-                .labels
-                .get("host")
-                .ok_or_else(|| format!("{} without a host label", sample.name))?;
-            let host: IpAddr = host
-                .parse()
-                .map_err(|_| format!("host label {host:?} is not an address"))?;
-            if sample.labels.len() != 1 {
-                return Err(format!("unexpected labels {:?}", sample.labels));
-            }
-            let slot = &mut found.entry(host).or_default()[group];
+            let labels = &sample.labels;
+            let slot = &mut found.entry(labels).or_default()[group];
             if slot.is_some() {
-                return Err(format!("{} has two samples for {host}", sample.name));
+                return Err(format!("{} has two samples for {labels:?}", sample.name));
             }
             if sample.value < 0.0 || sample.value.fract() != 0.0 {
-                return Err(format!("{} {host} = {}", sample.name, sample.value));
+                return Err(format!("{} {labels:?} = {}", sample.name, sample.value));
             }
             *slot = Some(sample.value as u64);
         }
         found
             .into_iter()
-            .map(|(host, counts)| {
+            .map(|(labels, counts)| {
                 let mut complete = [0; 4];
                 for (group, count) in counts.into_iter().enumerate() {
                     complete[group] =
-                        count.ok_or_else(|| format!("host {host} lacks {}", families[group]))?;
+                        count.ok_or_else(|| format!("{labels:?} lacks {}", families[group]))?;
                 }
-                Ok((host, complete))
+                Ok((labels.clone(), complete))
             })
             .collect()
     }
@@ -393,11 +407,27 @@ not_a_number NaN
 
         let missing = Scrape::parse("a{host=\"10.0.0.1\"} 1\n").unwrap();
         let error = missing.host_counts(families).unwrap_err();
-        assert_eq!(error, "host 10.0.0.1 lacks b");
+        assert_eq!(error, "{\"host\": \"10.0.0.1\"} lacks b");
         let fraction = Scrape::parse("a{host=\"10.0.0.1\"} 0.5\n").unwrap();
         assert!(fraction.host_counts(families).is_err());
         let no_host = Scrape::parse("a{hst=\"10.0.0.1\"} 1\n").unwrap();
         assert!(no_host.host_counts(families).is_err());
+    }
+
+    #[test]
+    fn host_counts_sum_over_other_labels() {
+        let families = ["a", "b", "c", "d"];
+        let mut page = String::new();
+        for (port, numbers) in [("80", [1, 2, 3, 4]), ("443", [10, 20, 30, 40])] {
+            for (family, number) in families.iter().zip(numbers) {
+                let labels = format!("host=\"fd00::1\",service_port=\"{port}\"");
+                page.push_str(&format!("{family}{{{labels}}} {number}\n"));
+            }
+        }
+        let scrape = Scrape::parse(&page).unwrap();
+        let counts = scrape.host_counts(families).unwrap();
+        assert_eq!(counts[&"fd00::1".parse().unwrap()], [11, 22, 33, 44]);
+        assert_eq!(scrape.label_set_counts(families).unwrap().len(), 2);
     }
 
     #[test]

@@ -1,29 +1,28 @@
-//! Deciding, for one conntrack entry, which remote host it belongs to, which state group it
-//! is in, and whether it is counted at all.
+//! Deciding, for one conntrack entry, which label set it is counted under, which state group
+//! it is in, and whether it is counted at all.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 use conntrack_codec::{Entry, Protocol, Tuple};
 
+use crate::labels::{Direction, LabelName, LabelNames, LabelSet};
 use crate::patterns::{HostPattern, HostPatterns};
+use crate::protocols::ProtocolSet;
 use crate::state::StateGroup;
-
-/// The labels a connection is aggregated under. Today only the remote host; further opt-in
-/// labels (service port, protocol, direction) belong here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels {
-    /// The address at the far end of the connection.
-    pub host: IpAddr,
-}
 
 /// What the classifier decided about a counted entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Classification {
     /// Where the connection is counted.
-    pub labels: Labels,
+    pub labels: LabelSet,
+    /// The remote end's address, whichever labels are chosen.
+    pub remote_host: IpAddr,
     /// The remote end's port, when the protocol has ports.
     pub remote_port: Option<u16>,
+    /// Whether the remote end is the original source (it opened the connection), so that
+    /// the reply direction is what this host sends to it.
+    pub remote_is_source: bool,
     /// The state group, or `None` when the message did not say (UPDATE events may omit the
     /// protocol state: the previous state then stands).
     pub group: Option<StateGroup>,
@@ -34,20 +33,44 @@ pub struct Classification {
 /// The remote end of a connection: if the original source is a local address, the original
 /// destination; if the original destination is local, the original source; otherwise
 /// (forwarded or NATed traffic) the reply tuple read the same way; failing that, the original
-/// destination.
+/// destination. The local end is the other address of the tuple the remote end came from.
 #[derive(Debug, Clone, Default)]
 pub struct Classifier {
     local: HashSet<IpAddr>,
     ignore: HostPatterns,
+    labels: LabelNames,
+    protocols: ProtocolSet,
+}
+
+/// The two ends of a connection as the classifier sees them.
+struct Ends {
+    host: IpAddr,
+    host_port: Option<u16>,
+    local_host: IpAddr,
+    /// The host is on the original source's side.
+    host_is_source: bool,
 }
 
 impl Classifier {
-    /// A classifier that drops connections matching any of `ignore`.
+    /// A classifier of TCP connections that drops those matching any of `ignore` and labels
+    /// the rest by remote host alone.
     pub fn new(ignore: Vec<HostPattern>) -> Classifier {
         Classifier {
             local: HashSet::new(),
             ignore: ignore.into_iter().collect(),
+            labels: LabelNames::default(),
+            protocols: ProtocolSet::TCP,
         }
+    }
+
+    /// This classifier, counting connections of `protocols`.
+    pub fn with_protocols(self, protocols: ProtocolSet) -> Classifier {
+        Classifier { protocols, ..self }
+    }
+
+    /// This classifier, labelling connections with `labels`.
+    pub fn with_labels(self, labels: LabelNames) -> Classifier {
+        Classifier { labels, ..self }
     }
 
     /// Replaces the set of addresses assigned to this namespace's interfaces.
@@ -60,47 +83,99 @@ impl Classifier {
         &self.local
     }
 
-    /// Classifies `entry`, or returns `None` when it is not counted: not TCP, in the
-    /// `NONE` state, or matching an ignore pattern.
+    /// Classifies `entry`, or returns `None` when it is not counted: not of a counted
+    /// protocol, in a state of no group (TCP `NONE`, say), or matching an ignore pattern.
     pub fn classify(&self, entry: &Entry) -> Option<Classification> {
-        if entry.original.protocol != Protocol::TCP {
+        let protocol = entry.original.protocol;
+        if !self.protocols.contains(protocol) {
             return None;
         }
-        let group = match entry.tcp_state {
-            Some(state) => Some(StateGroup::of_tcp(state)?),
+        // `Some(None)`: a state of no group; `None`: the message did not say.
+        let group = match protocol {
+            Protocol::TCP => entry.tcp_state.map(StateGroup::of_tcp),
+            Protocol::SCTP => entry.sctp_state.map(StateGroup::of_sctp),
+            Protocol::DCCP => entry.dccp_state.map(StateGroup::of_dccp),
+            _ => entry
+                .status
+                .map(|status| Some(StateGroup::of_status(status))),
+        };
+        let group = match group {
+            Some(group) => Some(group?),
             None => None,
         };
-        let (host, remote_port) = self.remote_end(entry);
-        if self.ignore.matches(host, remote_port) {
+        let ends = self.ends(entry);
+        if self.ignore.matches(ends.host, ends.host_port) {
             return None;
         }
         Some(Classification {
-            labels: Labels { host },
-            remote_port,
+            labels: self.label_set(entry, &ends),
+            remote_host: ends.host,
+            remote_port: ends.host_port,
+            remote_is_source: ends.host_is_source,
             group,
         })
     }
 
-    fn remote_end(&self, entry: &Entry) -> (IpAddr, Option<u16>) {
-        let far_end_of = |tuple: &Tuple| {
+    /// The values of the chosen labels; the others stay empty.
+    fn label_set(&self, entry: &Entry, ends: &Ends) -> LabelSet {
+        let chosen = |name: LabelName| self.labels.contains(name);
+        let original = &entry.original;
+        let direction = if self.local.contains(&original.src) {
+            Direction::Out
+        } else if self.local.contains(&original.dst) {
+            Direction::In
+        } else {
+            Direction::Forwarded
+        };
+        LabelSet {
+            host: chosen(LabelName::Host).then_some(ends.host),
+            direction: chosen(LabelName::Direction).then_some(direction),
+            service_port: original
+                .dst_port()
+                .filter(|_| chosen(LabelName::ServicePort)),
+            local_host: chosen(LabelName::LocalHost).then_some(ends.local_host),
+            protocol: chosen(LabelName::Protocol).then_some(original.protocol),
+            zone: chosen(LabelName::Zone).then_some(entry.zone.unwrap_or(0)),
+        }
+    }
+
+    fn ends(&self, entry: &Entry) -> Ends {
+        // `reply`: the tuple is the reply direction, whose source is the original
+        // destination's side.
+        let ends_of = |tuple: &Tuple, reply: bool| {
             if self.local.contains(&tuple.src) {
-                Some((tuple.dst, tuple.dst_port()))
+                Some(Ends {
+                    host: tuple.dst,
+                    host_port: tuple.dst_port(),
+                    local_host: tuple.src,
+                    host_is_source: reply,
+                })
             } else if self.local.contains(&tuple.dst) {
-                Some((tuple.src, tuple.src_port()))
+                Some(Ends {
+                    host: tuple.src,
+                    host_port: tuple.src_port(),
+                    local_host: tuple.dst,
+                    host_is_source: !reply,
+                })
             } else {
                 None
             }
         };
-        far_end_of(&entry.original)
-            .or_else(|| entry.reply.as_ref().and_then(far_end_of))
-            .unwrap_or((entry.original.dst, entry.original.dst_port()))
+        ends_of(&entry.original, false)
+            .or_else(|| entry.reply.as_ref().and_then(|reply| ends_of(reply, true)))
+            .unwrap_or(Ends {
+                host: entry.original.dst,
+                host_port: entry.original.dst_port(),
+                local_host: entry.original.src,
+                host_is_source: false,
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conntrack_codec::TcpState;
+    use conntrack_codec::{Status, TcpState};
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -124,7 +199,7 @@ mod tests {
         let c = classifier(&["10.0.0.1"], &[]);
         let entry = tcp_entry("10.0.0.1", 40000, "10.0.0.9", 5432, TcpState::Established);
         let class = c.classify(&entry).unwrap();
-        assert_eq!(class.labels.host, ip("10.0.0.9"));
+        assert_eq!(class.labels.host, Some(ip("10.0.0.9")));
         assert_eq!(class.remote_port, Some(5432));
         assert_eq!(class.group, Some(StateGroup::Open));
     }
@@ -134,7 +209,7 @@ mod tests {
         let c = classifier(&["fd00::1"], &[]);
         let entry = tcp_entry("fd00::7", 51000, "fd00::1", 443, TcpState::SynRecv);
         let class = c.classify(&entry).unwrap();
-        assert_eq!(class.labels.host, ip("fd00::7"));
+        assert_eq!(class.labels.host, Some(ip("fd00::7")));
         assert_eq!(class.remote_port, Some(51000));
         assert_eq!(class.group, Some(StateGroup::Opening));
     }
@@ -151,7 +226,10 @@ mod tests {
             TcpState::Established,
         );
         entry.reply = Some(Tuple::tcp(ip("10.0.0.1"), 8080, ip("192.0.2.7"), 50000));
-        assert_eq!(c.classify(&entry).unwrap().labels.host, ip("192.0.2.7"));
+        assert_eq!(
+            c.classify(&entry).unwrap().labels.host,
+            Some(ip("192.0.2.7"))
+        );
     }
 
     #[test]
@@ -162,7 +240,7 @@ mod tests {
         let mut entry = tcp_entry("172.17.0.2", 40000, "192.0.2.9", 443, TcpState::Established);
         entry.reply = Some(Tuple::tcp(ip("192.0.2.9"), 443, ip("203.0.113.1"), 61000));
         let class = c.classify(&entry).unwrap();
-        assert_eq!(class.labels.host, ip("192.0.2.9"));
+        assert_eq!(class.labels.host, Some(ip("192.0.2.9")));
         assert_eq!(class.remote_port, Some(443));
     }
 
@@ -176,7 +254,10 @@ mod tests {
             80,
             TcpState::Established,
         );
-        assert_eq!(c.classify(&entry).unwrap().labels.host, ip("198.51.100.1"));
+        assert_eq!(
+            c.classify(&entry).unwrap().labels.host,
+            Some(ip("198.51.100.1"))
+        );
     }
 
     #[test]
@@ -190,6 +271,81 @@ mod tests {
         let mut no_state = tcp_entry("10.0.0.1", 1, "10.0.0.2", 2, TcpState::None);
         no_state.tcp_state = None;
         assert_eq!(c.classify(&no_state).unwrap().group, None);
+    }
+
+    fn every_label(c: Classifier) -> Classifier {
+        c.with_labels(LabelNames::new(LabelName::ALL.into()).unwrap())
+    }
+
+    #[test]
+    fn every_label_follows_the_direction_of_the_connection() {
+        let c = every_label(classifier(&["10.0.0.1"], &[]));
+        let label_set = |entry: &Entry| {
+            let labels = c.classify(entry).unwrap().labels;
+            LabelName::ALL.map(|name| labels.value(name))
+        };
+        let mut out = tcp_entry("10.0.0.1", 40000, "10.0.0.9", 5432, TcpState::Established);
+        out.zone = Some(3);
+        assert_eq!(
+            label_set(&out),
+            ["10.0.0.9", "out", "5432", "10.0.0.1", "tcp", "3"]
+        );
+        let inbound = tcp_entry("10.0.0.7", 51000, "10.0.0.1", 443, TcpState::SynRecv);
+        assert_eq!(
+            label_set(&inbound),
+            ["10.0.0.7", "in", "443", "10.0.0.1", "tcp", "0"]
+        );
+        let forwarded = tcp_entry("192.0.2.7", 50000, "198.51.100.1", 80, TcpState::Close);
+        assert_eq!(
+            label_set(&forwarded),
+            ["198.51.100.1", "forwarded", "80", "192.0.2.7", "tcp", "0"]
+        );
+    }
+
+    #[test]
+    fn labels_not_chosen_stay_empty_so_their_connections_share_a_set() {
+        let c =
+            classifier(&["10.0.0.1"], &[]).with_labels("service_port,direction".parse().unwrap());
+        let a = tcp_entry("10.0.0.1", 40000, "10.0.0.9", 443, TcpState::Established);
+        let b = tcp_entry("10.0.0.1", 40001, "10.0.0.8", 443, TcpState::SynSent);
+        let (a, b) = (c.classify(&a).unwrap(), c.classify(&b).unwrap());
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.labels.host, None);
+        assert_eq!(a.labels.service_port, Some(443));
+        assert_eq!(a.labels.direction, Some(Direction::Out));
+    }
+
+    #[test]
+    fn every_protocol_is_counted_when_chosen_in_its_groups() {
+        let c = classifier(&["10.0.0.1"], &[]).with_protocols(ProtocolSet::ALL);
+        let group = |entry: &Entry| c.classify(entry).map(|class| class.group);
+        let mut sctp = Entry::new(Tuple {
+            protocol: Protocol::SCTP,
+            ..Tuple::tcp(ip("10.0.0.1"), 1, ip("10.0.0.2"), 2)
+        });
+        sctp.sctp_state = Some(4);
+        assert_eq!(group(&sctp), Some(Some(StateGroup::Open)));
+        sctp.sctp_state = Some(0);
+        assert_eq!(group(&sctp), None, "SCTP NONE is not counted");
+        let mut dccp = Entry::new(Tuple {
+            protocol: Protocol::DCCP,
+            ..sctp.original
+        });
+        dccp.dccp_state = Some(1);
+        assert_eq!(group(&dccp), Some(Some(StateGroup::Opening)));
+        let mut udp = Entry::new(Tuple::udp(ip("10.0.0.1"), 1, ip("10.0.0.2"), 53));
+        assert_eq!(
+            group(&udp),
+            Some(None),
+            "no status: the previous group stands"
+        );
+        udp.status = Some(Status::CONFIRMED);
+        assert_eq!(group(&udp), Some(Some(StateGroup::Opening)));
+        udp.status = Some(Status::CONFIRMED | Status::SEEN_REPLY);
+        assert_eq!(group(&udp), Some(Some(StateGroup::Open)));
+        let only_udp = classifier(&["10.0.0.1"], &[]).with_protocols("udp".parse().unwrap());
+        assert!(only_udp.classify(&udp).is_some());
+        assert!(only_udp.classify(&sctp).is_none());
     }
 
     #[test]

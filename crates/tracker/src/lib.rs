@@ -1,9 +1,10 @@
 //! The exporter's model of the conntrack table, without any I/O.
 //!
-//! A [`Classifier`] decides for each kernel entry whether it is counted, under which remote
-//! host, and in which [`StateGroup`]. A [`Tracker`] holds the live connections and keeps
-//! per-host counts current as events arrive, reconciles itself with a full dump when asked,
-//! and hands out the counts in time proportional to the number of hosts.
+//! A [`Classifier`] decides for each kernel entry whether it is counted, under which
+//! [`LabelSet`] (remote host by default; the [`LabelName`]s chosen), and in which
+//! [`StateGroup`]. A [`Tracker`] holds the live connections and keeps counts per label set
+//! current as events arrive, reconciles itself with a full dump when asked, and hands out
+//! the counts in time proportional to the number of label sets.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -21,18 +22,23 @@
 //! tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
 //!
 //! let hosts = tracker.snapshot(Instant::now(), Duration::from_secs(300));
-//! assert_eq!(hosts[0].labels.host.to_string(), "10.0.0.9");
+//! assert_eq!(hosts[0].labels.host, Some("10.0.0.9".parse().unwrap()));
 //! assert_eq!(hosts[0].get(StateGroup::Open), 1);
 //! ```
 
 mod classify;
+mod labels;
 mod networks;
 mod patterns;
+mod protocols;
 mod state;
 mod table;
+mod traffic;
 
-pub use classify::{Classification, Classifier, Labels};
+pub use classify::{Classification, Classifier};
+pub use labels::{Direction, LabelError, LabelName, LabelNames, LabelSet};
 pub use networks::NetworkMap;
 pub use patterns::{HostPattern, HostPatterns, PatternError};
+pub use protocols::{ProtocolError, ProtocolSet};
 pub use state::StateGroup;
-pub use table::{Change, HostCounts, Resync, ResyncOutcome, Tracker};
+pub use table::{Change, LabelCounts, Reclassified, Resync, ResyncOutcome, Totals, Tracker};

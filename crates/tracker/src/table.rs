@@ -1,7 +1,8 @@
-//! The live connection table and the per-host aggregates it keeps current.
+//! The live connection table and the per-label-set aggregates it keeps current.
 //!
 //! Every event costs one map operation and one aggregate adjustment, whatever the table's
-//! size; reading the aggregates costs one step per host. Only a resync walks the connections.
+//! size; reading the aggregates costs one step per label set. Only a resync walks the
+//! connections.
 
 use std::collections::HashMap;
 use std::collections::hash_map;
@@ -10,12 +11,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use conntrack_codec::{Entry, EntryKind, Layer4, Tuple};
+use conntrack_codec::{Entry, EntryKind, Layer4, Protocol, Tuple};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 
-use crate::classify::{Classification, Labels};
+use crate::classify::Classification;
+use crate::labels::LabelSet;
 use crate::state::StateGroup;
+use crate::traffic::Traffic;
 
 /// Identity of a live connection: its original tuple and its zone, which is exactly what the
 /// kernel keeps unique. IPv4 and IPv6 connections live in separate maps so that the common
@@ -26,36 +29,134 @@ struct Key<const N: usize> {
     dst: [u8; N],
     /// Ports (source in the high half) or ICMP id, type and code.
     layer4: u32,
+    /// Which of those `layer4` holds, to read the tuple back.
+    layer4_kind: Layer4Kind,
     protocol: u8,
     zone: u16,
 }
 
+/// The variant of [`Layer4`] a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Layer4Kind {
+    Ports,
+    Icmp,
+    None,
+}
+
 impl<const N: usize> Key<N> {
     fn new(src: [u8; N], dst: [u8; N], tuple: &Tuple, zone: Option<u16>) -> Self {
-        let layer4 = match tuple.layer4 {
-            Layer4::Ports { src, dst } => (u32::from(src) << 16) | u32::from(dst),
-            Layer4::Icmp { id, kind, code } => {
-                (u32::from(id) << 16) | (u32::from(kind) << 8) | u32::from(code)
+        let (layer4, layer4_kind) = match tuple.layer4 {
+            Layer4::Ports { src, dst } => {
+                ((u32::from(src) << 16) | u32::from(dst), Layer4Kind::Ports)
             }
-            Layer4::None => 0,
+            Layer4::Icmp { id, kind, code } => (
+                (u32::from(id) << 16) | (u32::from(kind) << 8) | u32::from(code),
+                Layer4Kind::Icmp,
+            ),
+            Layer4::None => (0, Layer4Kind::None),
         };
         Key {
             src,
             dst,
             layer4,
+            layer4_kind,
             protocol: tuple.protocol.0,
             zone: zone.unwrap_or(0),
         }
     }
+
+    /// The entry this key was made from, as far as the key tells: its original tuple and
+    /// zone, and the inverse as its reply tuple.
+    fn entry(&self) -> Entry {
+        let address = |octets: &[u8; N]| match <[u8; 4]>::try_from(&octets[..]) {
+            Ok(v4) => IpAddr::from(v4),
+            Err(_) => IpAddr::from(<[u8; 16]>::try_from(&octets[..]).unwrap_or_default()),
+        };
+        let [high_a, high_b, byte_c, byte_d] = self.layer4.to_be_bytes();
+        let high = u16::from_be_bytes([high_a, high_b]);
+        let layer4 = match self.layer4_kind {
+            Layer4Kind::Ports => Layer4::Ports {
+                src: high,
+                dst: u16::from_be_bytes([byte_c, byte_d]),
+            },
+            Layer4Kind::Icmp => Layer4::Icmp {
+                id: high,
+                kind: byte_c,
+                code: byte_d,
+            },
+            Layer4Kind::None => Layer4::None,
+        };
+        let original = Tuple {
+            src: address(&self.src),
+            dst: address(&self.dst),
+            protocol: Protocol(self.protocol),
+            layer4,
+        };
+        let mut entry = Entry::new(original);
+        entry.reply = Some(original.inverted());
+        entry.zone = Some(self.zone);
+        entry
+    }
 }
 
-/// What the table remembers of a connection: only what the metrics need.
+/// What the table remembers of a connection: only what the metrics need, in 8 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Connection {
     aggregate: u32,
     group: StateGroup,
     /// The resync pass that last confirmed this connection.
     generation: u8,
+    flags: Flags,
+}
+
+impl Connection {
+    fn new(aggregate: u32, group: StateGroup, generation: u8) -> Connection {
+        Connection {
+            aggregate,
+            group,
+            generation,
+            flags: Flags::default(),
+        }
+    }
+}
+
+/// A connection's one-bit facts, in one byte.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags(u8);
+
+impl Flags {
+    /// It reached the open group: its end counts as closed, not failed.
+    const WAS_OPEN: u8 = 1;
+    /// It reached the closed group, and its end is counted already.
+    const ENDED: u8 = 2;
+    /// Its reply tuple is not the inverse of its original one (NAT), so its ends were read
+    /// from a tuple the table does not keep.
+    const NAT: u8 = 4;
+    /// The remote end opened it: what this host sends travels in the reply direction.
+    const REMOTE_IS_SOURCE: u8 = 8;
+
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+}
+
+/// What [`Tracker::reclassify`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reclassified {
+    /// Connections whose label set changed.
+    pub moved: u64,
+    /// Connections no longer counted (their remote end is now ignored).
+    pub removed: u64,
+    /// Connections under NAT, left as they were for the next resync to correct.
+    pub left_to_resync: u64,
 }
 
 /// What applying one entry did to the table.
@@ -73,16 +174,39 @@ pub enum Change {
     Ignored,
 }
 
-/// Connection counts of one label set, by state group.
+/// Connection counts of one label set, by state group, and its connections' ends so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostCounts {
+pub struct LabelCounts {
     /// The labels.
-    pub labels: Labels,
+    pub labels: LabelSet,
     /// Counts indexed by [`StateGroup::index`].
     pub counts: [u32; 4],
+    /// How many connections have ended or progressed, since the label set appeared.
+    pub totals: Totals,
 }
 
-impl HostCounts {
+/// Counters of connections that reached the open group, and of those that ended (reached
+/// the closed group or left the table, whichever came first) after being open or without
+/// ever being open. Each connection counts at most once in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Connections that reached the open group.
+    pub opened: u64,
+    /// Connections that ended after being open.
+    pub closed: u64,
+    /// Connections that ended without ever being open.
+    pub failed: u64,
+    /// Bytes sent to the remote host (with accounting).
+    pub sent_bytes: u64,
+    /// Bytes received from the remote host (with accounting).
+    pub received_bytes: u64,
+    /// Packets sent to the remote host (with accounting).
+    pub sent_packets: u64,
+    /// Packets received from the remote host (with accounting).
+    pub received_packets: u64,
+}
+
+impl LabelCounts {
     /// The count of one state group.
     pub fn get(&self, group: StateGroup) -> u32 {
         self.counts[group.index()]
@@ -113,16 +237,42 @@ impl ResyncOutcome {
 /// applies kernel messages and the threads that read counts.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    ipv4: DashMap<Key<4>, Connection>,
-    ipv6: DashMap<Key<16>, Connection>,
+    ipv4: FamilyTable<4>,
+    ipv6: FamilyTable<16>,
     aggregates: Mutex<Aggregates>,
     generation: AtomicU8,
+    accounting: bool,
+}
+
+/// The connections of one address family and, with accounting, the counters last seen of
+/// each (kept apart so that a connection costs 8 bytes when accounting is off).
+#[derive(Debug, Default)]
+struct FamilyTable<const N: usize> {
+    connections: DashMap<Key<N>, Connection>,
+    traffic: DashMap<Key<N>, Traffic>,
+}
+
+impl<const N: usize> FamilyTable<N> {
+    /// Forgets the counters of connections that left.
+    fn forget_traffic(&self, keys: &[Key<N>]) {
+        for key in keys {
+            self.traffic.remove(key);
+        }
+    }
 }
 
 impl Tracker {
-    /// An empty tracker.
+    /// An empty tracker that ignores bytes and packets.
     pub fn new() -> Tracker {
         Tracker::default()
+    }
+
+    /// An empty tracker that adds up the bytes and packets entries carry.
+    pub fn with_accounting() -> Tracker {
+        Tracker {
+            accounting: true,
+            ..Tracker::default()
+        }
     }
 
     /// Applies one event (or dump reply) whose classification is `class` (`None`: not
@@ -151,28 +301,52 @@ impl Tracker {
         }
     }
 
-    /// Number of connections in the table.
-    pub fn connections(&self) -> usize {
-        self.ipv4.len() + self.ipv6.len()
+    /// Recomputes the label set of every connection with `classify`, after the local
+    /// addresses that decide a connection's ends changed, without reading the kernel's table:
+    /// each connection is classified by its original tuple and zone. Connections under NAT
+    /// may need their reply tuple, which the table does not keep: they are left as they are
+    /// for the next resync. Costs one step per connection, with the aggregates locked.
+    pub fn reclassify(&self, classify: impl Fn(&Entry) -> Option<Classification>) -> Reclassified {
+        let mut aggregates = lock(&self.aggregates);
+        let mut outcome = Reclassified::default();
+        reclassify_in(&self.ipv4, &mut aggregates, &classify, &mut outcome);
+        reclassify_in(&self.ipv6, &mut aggregates, &classify, &mut outcome);
+        outcome
     }
 
-    /// Counts per label set, for hosts with connections and for hosts that have had none for
-    /// less than `idle_timeout`. Hosts idle for longer are forgotten. Costs one step per host.
-    pub fn snapshot(&self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
+    /// Number of connections in the table.
+    pub fn connections(&self) -> usize {
+        self.ipv4.connections.len() + self.ipv6.connections.len()
+    }
+
+    /// Counts per label set, for label sets with connections and for those that have had none
+    /// for less than `idle_timeout`. Label sets idle for longer are forgotten. Costs one step
+    /// per label set.
+    pub fn snapshot(&self, now: Instant, idle_timeout: Duration) -> Vec<LabelCounts> {
         lock(&self.aggregates).snapshot(now, idle_timeout)
     }
 
     /// Inserts, updates or (with `class` `None`) removes the connection of `entry`.
     fn upsert(&self, entry: &Entry, class: Option<Classification>, generation: u8) -> Change {
         let original = &entry.original;
+        let nat = entry
+            .reply
+            .as_ref()
+            .map(|reply| (reply.src, reply.dst) != (original.dst, original.src));
+        let change = Upsert {
+            class,
+            nat,
+            traffic: Traffic::of(entry).filter(|_| self.accounting),
+            generation,
+        };
         match (original.src, original.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let key = Key::new(src.octets(), dst.octets(), original, entry.zone);
-                upsert_in(&self.ipv4, key, class, generation, &self.aggregates)
+                upsert_in(&self.ipv4, key, change, &self.aggregates)
             }
             (src, dst) => {
                 let key = Key::new(v6_octets(src), v6_octets(dst), original, entry.zone);
-                upsert_in(&self.ipv6, key, class, generation, &self.aggregates)
+                upsert_in(&self.ipv6, key, change, &self.aggregates)
             }
         }
     }
@@ -189,40 +363,72 @@ fn v6_octets(address: IpAddr) -> [u8; 16] {
     }
 }
 
-fn upsert_in<const N: usize>(
-    map: &DashMap<Key<N>, Connection>,
-    key: Key<N>,
+/// What one entry says about its connection.
+struct Upsert {
+    /// Its classification; `None`: not counted.
     class: Option<Classification>,
+    /// Whether its addresses are translated; `None`: the entry has no reply tuple.
+    nat: Option<bool>,
+    /// Its counters, with accounting on and when it carries them.
+    traffic: Option<Traffic>,
+    /// The resync pass (or the current one, for events).
     generation: u8,
+}
+
+fn upsert_in<const N: usize>(
+    table: &FamilyTable<N>,
+    key: Key<N>,
+    Upsert {
+        class,
+        nat,
+        traffic,
+        generation,
+    }: Upsert,
     aggregates: &Mutex<Aggregates>,
 ) -> Change {
     // Entries that are not counted (other protocols, ignored hosts) are the bulk of the
     // events on many hosts: they take the aggregates lock only if they were counted before.
     let Some(class) = class else {
-        return match map.remove(&key) {
+        return match table.connections.remove(&key) {
             Some((_, gone)) => {
-                lock(aggregates).decrement(gone.aggregate, gone.group);
+                let mut aggregates = lock(aggregates);
+                // A DESTROY event carries the connection's final counters (only with
+                // accounting: without, the traffic map stays empty and is not touched).
+                if let Some(traffic) = traffic {
+                    let last = table.traffic.remove(&key).map(|(_, last)| last);
+                    aggregates.add_traffic(&gone, traffic.growth_since(last));
+                }
+                aggregates.remove(&gone);
                 Change::Removed
             }
             None => Change::Ignored,
         };
     };
-    // Lock order everywhere: aggregates first, then a map shard.
+    // Lock order everywhere: aggregates first, then a connection map shard, then a traffic
+    // map shard.
     let mut aggregates = lock(aggregates);
-    match map.entry(key) {
+    let (change, connection) = match table.connections.entry(key) {
         MapEntry::Occupied(mut occupied) => {
             let connection = occupied.get_mut();
             connection.generation = generation;
+            if let Some(nat) = nat {
+                connection.flags.set(Flags::NAT, nat);
+            }
+            connection
+                .flags
+                .set(Flags::REMOTE_IS_SOURCE, class.remote_is_source);
             let group = class.group.unwrap_or(connection.group);
             let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
             if aggregate == connection.aggregate && group == connection.group {
-                return Change::Unchanged;
+                (Change::Unchanged, *connection)
+            } else {
+                aggregates.decrement(connection.aggregate, connection.group);
+                aggregates.increment(aggregate, group);
+                connection.aggregate = aggregate;
+                connection.group = group;
+                aggregates.count_progress(connection);
+                (Change::Changed, *connection)
             }
-            aggregates.decrement(connection.aggregate, connection.group);
-            aggregates.increment(aggregate, group);
-            connection.aggregate = aggregate;
-            connection.group = group;
-            Change::Changed
         }
         MapEntry::Vacant(vacant) => {
             let Some(group) = class.group else {
@@ -230,14 +436,56 @@ fn upsert_in<const N: usize>(
             };
             let aggregate = aggregates.find_or_add(u32::MAX, class.labels);
             aggregates.increment(aggregate, group);
-            vacant.insert(Connection {
-                aggregate,
-                group,
-                generation,
-            });
-            Change::Inserted
+            let mut connection = Connection::new(aggregate, group, generation);
+            connection.flags.set(Flags::NAT, nat.unwrap_or(false));
+            connection
+                .flags
+                .set(Flags::REMOTE_IS_SOURCE, class.remote_is_source);
+            aggregates.count_progress(&mut connection);
+            vacant.insert(connection);
+            (Change::Inserted, connection)
+        }
+    };
+    if let Some(traffic) = traffic {
+        let last = table.traffic.insert(key, traffic);
+        aggregates.add_traffic(&connection, traffic.growth_since(last));
+    }
+    change
+}
+
+fn reclassify_in<const N: usize>(
+    table: &FamilyTable<N>,
+    aggregates: &mut Aggregates,
+    classify: &impl Fn(&Entry) -> Option<Classification>,
+    outcome: &mut Reclassified,
+) {
+    let map = &table.connections;
+    let mut uncounted = Vec::new();
+    for mut item in map.iter_mut() {
+        if item.value().flags.has(Flags::NAT) {
+            outcome.left_to_resync += 1;
+            continue;
+        }
+        let Some(class) = classify(&item.key().entry()) else {
+            uncounted.push(*item.key());
+            continue;
+        };
+        let connection = item.value_mut();
+        let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
+        if aggregate != connection.aggregate {
+            aggregates.decrement(connection.aggregate, connection.group);
+            aggregates.increment(aggregate, connection.group);
+            connection.aggregate = aggregate;
+            outcome.moved += 1;
         }
     }
+    for key in &uncounted {
+        if let Some((_, gone)) = map.remove(key) {
+            aggregates.remove(&gone);
+            outcome.removed += 1;
+        }
+    }
+    table.forget_traffic(&uncounted);
 }
 
 /// A reconciliation in progress; see [`Tracker::begin_resync`].
@@ -264,39 +512,55 @@ impl Resync<'_> {
         // The sweep walks every connection; it collects what to uncount and takes the
         // aggregates lock once at the end, so that reading the counts is never held up
         // for the length of a walk.
+        // Connections that left without a DESTROY event took their last counters along: what
+        // they exchanged since the previous dump is not known.
         let tracker = self.tracker;
-        let mut gone = Vec::new();
-        let mut keep = |connection: &Connection| {
-            let current = connection.generation == self.generation;
-            if !current {
-                gone.push((connection.aggregate, connection.group));
-            }
-            current
-        };
-        tracker.ipv4.retain(|_, connection| keep(connection));
-        tracker.ipv6.retain(|_, connection| keep(connection));
+        let generation = self.generation;
+        let (gone4, keys4) = sweep(&tracker.ipv4.connections, generation);
+        let (gone6, keys6) = sweep(&tracker.ipv6.connections, generation);
+        tracker.ipv4.forget_traffic(&keys4);
+        tracker.ipv6.forget_traffic(&keys6);
         let mut aggregates = lock(&tracker.aggregates);
-        for (aggregate, group) in &gone {
-            aggregates.decrement(*aggregate, *group);
+        for connection in gone4.iter().chain(&gone6) {
+            aggregates.remove(connection);
         }
-        self.outcome.removed = gone.len() as u64;
+        self.outcome.removed = (gone4.len() + gone6.len()) as u64;
         self.outcome
     }
+}
+
+/// Drops the connections not confirmed by the resync pass `generation`; returns them and
+/// their keys.
+fn sweep<const N: usize>(
+    connections: &DashMap<Key<N>, Connection>,
+    generation: u8,
+) -> (Vec<Connection>, Vec<Key<N>>) {
+    let (mut gone, mut keys) = (Vec::new(), Vec::new());
+    connections.retain(|key, connection| {
+        let current = connection.generation == generation;
+        if !current {
+            gone.push(*connection);
+            keys.push(*key);
+        }
+        current
+    });
+    (gone, keys)
 }
 
 /// Counts per label set, in slots addressed by a small id so that a connection stores four
 /// bytes instead of its labels.
 #[derive(Debug, Default)]
 struct Aggregates {
-    index: HashMap<Labels, u32>,
+    index: HashMap<LabelSet, u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }
 
 #[derive(Debug)]
 struct Slot {
-    labels: Labels,
+    labels: LabelSet,
     counts: [u32; 4],
+    totals: Totals,
     /// When the slot was first seen empty by a snapshot.
     idle_since: Option<Instant>,
 }
@@ -304,7 +568,7 @@ struct Slot {
 impl Aggregates {
     /// The slot of `labels`; `hint` is the slot the connection had, checked first because
     /// most updates do not change the labels.
-    fn find_or_add(&mut self, hint: u32, labels: Labels) -> u32 {
+    fn find_or_add(&mut self, hint: u32, labels: LabelSet) -> u32 {
         if let Some(slot) = self.slots.get(hint as usize)
             && slot.labels == labels
         {
@@ -316,6 +580,7 @@ impl Aggregates {
                 let slot = Slot {
                     labels,
                     counts: [0; 4],
+                    totals: Totals::default(),
                     idle_since: None,
                 };
                 let id = match self.free.pop() {
@@ -344,7 +609,58 @@ impl Aggregates {
         *count = count.saturating_sub(1);
     }
 
-    fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<HostCounts> {
+    /// Counts what `connection`'s move to its current group means: reaching the open group
+    /// opens it, reaching the closed group ends it. A connection that leaves the closed
+    /// group again is a new one on the same tuple (the kernel reuses a closed entry for a
+    /// new handshake).
+    fn count_progress(&mut self, connection: &mut Connection) {
+        let flags = &mut connection.flags;
+        if flags.has(Flags::ENDED) && connection.group != StateGroup::Closed {
+            flags.set(Flags::ENDED, false);
+            flags.set(Flags::WAS_OPEN, false);
+        }
+        if connection.group == StateGroup::Open && !flags.has(Flags::WAS_OPEN) {
+            flags.set(Flags::WAS_OPEN, true);
+            self.slots[connection.aggregate as usize].totals.opened += 1;
+        }
+        if connection.group == StateGroup::Closed {
+            self.count_end(connection);
+        }
+    }
+
+    /// Adds `growth`, the traffic `connection` exchanged since last seen, to its label set.
+    fn add_traffic(&mut self, connection: &Connection, growth: Traffic) {
+        let remote_is_source = connection.flags.has(Flags::REMOTE_IS_SOURCE);
+        let (sent, received) = growth.sent_and_received(remote_is_source);
+        let totals = &mut self.slots[connection.aggregate as usize].totals;
+        totals.sent_bytes += sent.bytes;
+        totals.sent_packets += sent.packets;
+        totals.received_bytes += received.bytes;
+        totals.received_packets += received.packets;
+    }
+
+    /// Uncounts a connection that left the table, and counts its end.
+    fn remove(&mut self, connection: &Connection) {
+        self.decrement(connection.aggregate, connection.group);
+        let mut leaving = *connection;
+        self.count_end(&mut leaving);
+    }
+
+    /// Counts the end of `connection` unless it was counted already.
+    fn count_end(&mut self, connection: &mut Connection) {
+        if connection.flags.has(Flags::ENDED) {
+            return;
+        }
+        connection.flags.set(Flags::ENDED, true);
+        let totals = &mut self.slots[connection.aggregate as usize].totals;
+        if connection.flags.has(Flags::WAS_OPEN) {
+            totals.closed += 1;
+        } else {
+            totals.failed += 1;
+        }
+    }
+
+    fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<LabelCounts> {
         let mut hosts = Vec::with_capacity(self.index.len());
         let (slots, free) = (&mut self.slots, &mut self.free);
         self.index.retain(|&labels, &mut id| {
@@ -356,9 +672,10 @@ impl Aggregates {
                     return false;
                 }
             }
-            hosts.push(HostCounts {
+            hosts.push(LabelCounts {
                 labels,
                 counts: slot.counts,
+                totals: slot.totals,
             });
             true
         });
@@ -406,7 +723,7 @@ mod tests {
         tracker
             .snapshot(Instant::now(), IDLE)
             .into_iter()
-            .map(|host| (host.labels.host.to_string(), host.counts))
+            .map(|host| (host.labels.host.unwrap().to_string(), host.counts))
             .collect()
     }
 
@@ -438,6 +755,133 @@ mod tests {
         );
         assert_eq!(tracker.connections(), 0);
         assert_eq!(apply(&tracker, EntryKind::Destroy, &entry), Change::Ignored);
+    }
+
+    fn totals(tracker: &Tracker, host: &str) -> [u64; 3] {
+        let snapshot = tracker.snapshot(Instant::now(), IDLE);
+        let found = snapshot
+            .iter()
+            .find(|counts| counts.labels.host == Some(ip(host)))
+            .expect("the host is in the snapshot");
+        let Totals {
+            opened,
+            closed,
+            failed,
+            ..
+        } = found.totals;
+        [opened, closed, failed]
+    }
+
+    /// Applies `states` to one connection in turn (`None`: it is destroyed).
+    fn live_through(tracker: &Tracker, remote: &str, port: u16, states: &[Option<TcpState>]) {
+        let mut entry = conn(remote, port, None);
+        for (step, state) in states.iter().enumerate() {
+            entry.tcp_state = *state;
+            let kind = match (step, state) {
+                (_, None) => EntryKind::Destroy,
+                (0, _) => EntryKind::New,
+                _ => EntryKind::Update,
+            };
+            apply(tracker, kind, &entry);
+        }
+    }
+
+    #[test]
+    fn connections_are_counted_once_as_opened_and_once_as_closed_or_failed() {
+        use TcpState::{Close, Established, FinWait, SynSent, TimeWait};
+        let tracker = Tracker::new();
+        let completed = [
+            Some(SynSent),
+            Some(Established),
+            Some(FinWait),
+            Some(TimeWait),
+            None,
+        ];
+        live_through(&tracker, "10.0.0.9", 1, &completed);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [1, 1, 0]);
+        // Refused: reset before it was open, then gone; the end is counted once.
+        live_through(&tracker, "10.0.0.9", 2, &[Some(SynSent), Some(Close), None]);
+        // Timed out: gone while opening.
+        live_through(&tracker, "10.0.0.9", 3, &[Some(SynSent), None]);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [1, 1, 2]);
+        // Reset while open: closed at the reset, not again when it leaves.
+        live_through(&tracker, "10.0.0.9", 4, &[Some(Established), Some(Close)]);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [2, 2, 2]);
+        live_through(&tracker, "10.0.0.9", 4, &[None]);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [2, 2, 2]);
+        // A closed entry reused by a new handshake is a new connection.
+        let reused = [Some(Close), Some(SynSent), Some(Established), Some(Close)];
+        live_through(&tracker, "10.0.0.9", 5, &reused);
+        assert_eq!(totals(&tracker, "10.0.0.9"), [3, 3, 3]);
+    }
+
+    #[test]
+    fn bytes_add_up_from_dumps_and_destroy_events_and_never_go_back() {
+        use conntrack_codec::Counters;
+        let tracker = Tracker::with_accounting();
+        let class = classifier();
+        let mut out = conn("10.0.0.9", 1, Some(TcpState::Established));
+        let mut inbound = out.clone();
+        inbound.original = out.original.inverted();
+        inbound.reply = Some(out.original);
+        let with = |entry: &mut Entry, original: (u64, u64), reply: (u64, u64)| {
+            entry.counters_original = Some(Counters {
+                packets: original.0,
+                bytes: original.1,
+            });
+            entry.counters_reply = Some(Counters {
+                packets: reply.0,
+                bytes: reply.1,
+            });
+        };
+        let exchanged = |tracker: &Tracker| {
+            let snapshot = tracker.snapshot(Instant::now(), IDLE);
+            let totals = snapshot[0].totals;
+            [
+                totals.sent_packets,
+                totals.sent_bytes,
+                totals.received_packets,
+                totals.received_bytes,
+            ]
+        };
+        // Seen by a dump, then grown by the next one.
+        with(&mut out, (2, 100), (1, 60));
+        let mut resync = tracker.begin_resync();
+        resync.observe(&out, class.classify(&out));
+        resync.finish();
+        assert_eq!(exchanged(&tracker), [2, 100, 1, 60]);
+        with(&mut out, (3, 1100), (2, 120));
+        let mut resync = tracker.begin_resync();
+        resync.observe(&out, class.classify(&out));
+        resync.finish();
+        assert_eq!(exchanged(&tracker), [3, 1100, 2, 120]);
+        // UPDATE events carry none; the DESTROY event carries the final counters.
+        out.counters_original = None;
+        out.counters_reply = None;
+        apply(&tracker, EntryKind::Update, &out);
+        with(&mut out, (4, 1200), (3, 180));
+        apply(&tracker, EntryKind::Destroy, &out);
+        assert_eq!(exchanged(&tracker), [4, 1200, 3, 180]);
+        // Another connection with the same host, which the host opened: the reply direction
+        // is what this host sent.
+        with(&mut inbound, (1, 40), (2, 500));
+        apply(&tracker, EntryKind::New, &inbound);
+        assert_eq!(exchanged(&tracker), [6, 1700, 4, 220]);
+    }
+
+    #[test]
+    fn a_resync_counts_what_the_events_missed() {
+        let tracker = Tracker::new();
+        let missed_open = conn("10.0.0.5", 1, Some(TcpState::Established));
+        let missed_end = conn("10.0.0.5", 2, Some(TcpState::Established));
+        let missed_failure = conn("10.0.0.5", 3, Some(TcpState::SynSent));
+        apply(&tracker, EntryKind::New, &missed_end);
+        apply(&tracker, EntryKind::New, &missed_failure);
+        assert_eq!(totals(&tracker, "10.0.0.5"), [1, 0, 0]);
+        let mut resync = tracker.begin_resync();
+        resync.observe(&missed_open, classifier().classify(&missed_open));
+        resync.finish();
+        assert_eq!(totals(&tracker, "10.0.0.5"), [2, 1, 1]);
     }
 
     #[test]
@@ -472,6 +916,76 @@ mod tests {
         let now = counts(&tracker);
         assert_eq!(now["10.0.0.1"], [0, 1, 0, 0]);
         assert_eq!(now["10.0.0.9"], [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn reclassifying_moves_connections_without_their_entries() {
+        let tracker = Tracker::new();
+        for (remote, port) in [("10.0.0.9", 1), ("10.0.0.9", 2), ("fd00::9", 3)] {
+            apply(
+                &tracker,
+                EntryKind::New,
+                &conn(remote, port, Some(TcpState::Established)),
+            );
+        }
+        // 10.0.0.9 becomes the local address instead of 10.0.0.1: the connections now count
+        // under their source, 10.0.0.1; the IPv6 one is now ignored. One under NAT is left.
+        let mut natted = conn("10.0.0.7", 4, Some(TcpState::Established));
+        natted.reply = Some(Tuple::tcp(ip("10.0.0.8"), 80, ip("10.0.0.1"), 4));
+        apply(&tracker, EntryKind::New, &natted);
+        let mut moved = Classifier::new(vec!["fd00::/16".parse().unwrap()]);
+        moved.set_local_addresses([ip("10.0.0.9")].into());
+        let outcome = tracker.reclassify(|entry| moved.classify(entry));
+        assert_eq!(
+            outcome,
+            Reclassified {
+                moved: 2,
+                removed: 1,
+                left_to_resync: 1
+            }
+        );
+        let now = counts(&tracker);
+        assert_eq!(now["10.0.0.1"], [0, 2, 0, 0]);
+        assert_eq!(now["10.0.0.9"], [0, 0, 0, 0]);
+        assert_eq!(now["10.0.0.7"], [0, 1, 0, 0]);
+        assert_eq!(tracker.connections(), 3);
+        // The same classification again moves nothing.
+        let again = tracker.reclassify(|entry| moved.classify(entry));
+        assert_eq!(again.moved + again.removed, 0);
+    }
+
+    #[test]
+    fn keys_give_back_the_tuple_they_were_made_of() {
+        let icmp = Tuple {
+            src: ip("fd00::1"),
+            dst: ip("fd00::2"),
+            protocol: Protocol::ICMPV6,
+            layer4: Layer4::Icmp {
+                id: 7,
+                kind: 128,
+                code: 0,
+            },
+        };
+        let key = Key::new(v6_octets(icmp.src), v6_octets(icmp.dst), &icmp, Some(3));
+        let entry = key.entry();
+        assert_eq!((entry.original, entry.zone), (icmp, Some(3)));
+        let tcp = Tuple::tcp(ip("10.0.0.1"), 40000, ip("10.0.0.2"), 443);
+        let key = Key::new([10, 0, 0, 1], [10, 0, 0, 2], &tcp, None);
+        assert_eq!(key.entry().original, tcp);
+        assert_eq!(key.entry().reply, Some(tcp.inverted()));
+        let gre = Tuple {
+            layer4: Layer4::None,
+            protocol: Protocol(47),
+            ..tcp
+        };
+        assert_eq!(
+            Key::new([10, 0, 0, 1], [10, 0, 0, 2], &gre, None)
+                .entry()
+                .original,
+            gre
+        );
+        assert_eq!(std::mem::size_of::<Key<4>>(), 16);
+        assert_eq!(std::mem::size_of::<Connection>(), 8);
     }
 
     #[test]

@@ -169,7 +169,14 @@ mod tests {
         let tracker = Arc::new(tracker::Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, _) = Exposition::new(tracker, status, Naming::Seed, idle);
+        let (exposition, _) = Exposition::new(
+            tracker,
+            status,
+            Naming::Seed,
+            tracker::LabelNames::default(),
+            false,
+            idle,
+        );
         Pages::new(SharedRender::new(Arc::new(exposition)))
     }
 

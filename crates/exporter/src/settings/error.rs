@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use tracker::PatternError;
+use tracker::{LabelError, PatternError, ProtocolError};
 
 use super::values::{MAX_DURATION_DAYS, MAX_QUEUE_BYTES, MIN_QUEUE_BYTES, MIN_RESYNC_INTERVAL};
 
@@ -97,6 +97,12 @@ pub enum SettingsError {
     /// Not a host pattern.
     #[error(transparent)]
     HostPattern(#[from] PatternError),
+    /// Not a list of protocols.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Not a list of labels.
+    #[error(transparent)]
+    Label(#[from] LabelError),
     /// The event receive queue may not grow to the size it starts at.
     #[error(
         "invalid settings: netlink_buffer_max_bytes ({max}) must be at least netlink_buffer_bytes ({initial})"

@@ -23,7 +23,9 @@ pub(crate) use definition::{Definition, Flag};
 pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
-use values::{HostList, HumanDuration, ListenPath, QueueBytes, ResyncInterval};
+use values::{
+    HostList, HumanDuration, LabelList, ListenPath, ProtocolList, QueueBytes, ResyncInterval,
+};
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../../config/conntrack_exporter.toml");
@@ -58,6 +60,18 @@ define_settings! {
     /// Time between full re-reads of the table that correct the live view, e.g. 30s or 5m;
     /// at least 1s, or 0 to turn them off.
     resync_interval: ResyncInterval = Flag::long_value("DURATION");
+
+    /// Comma-separated protocols whose connections are counted: tcp, udp, udplite, sctp,
+    /// dccp, icmp, icmpv6, gre or a protocol number; or all.
+    protocols: ProtocolList = Flag::long_value("PROTOCOLS");
+
+    /// Comma-separated labels of the per-connection families, in order: host, direction,
+    /// service_port, local_host, protocol, zone. Leaving host out sums over hosts.
+    labels: LabelList = Flag::long_value("LABELS");
+
+    /// Count bytes and packets per label set (needs net.netfilter.nf_conntrack_acct = 1).
+    /// Live connections' growth is read at each resync.
+    accounting: bool = Flag::long_switch();
 
     /// Metric names: seed (the original exporter's, ending in _total) or plain.
     naming: Naming = Flag::None;
@@ -127,8 +141,11 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(settings.naming, Naming::Seed);
+        assert_eq!(settings.labels.0, tracker::LabelNames::default());
+        assert_eq!(settings.protocols.0, tracker::ProtocolSet::TCP);
         assert!(!settings.ensure_tracking);
         assert_eq!(settings.max_connections.get(), 512);
+        assert!(!settings.accounting);
     }
 
     #[test]
@@ -209,6 +226,21 @@ mod tests {
                 "health endpoints",
             ),
             ("[web]\nport = 1\n", "test.toml:1: ", "unknown field `web`"),
+            (
+                "\nlabels = [\"host\", \"port\"]\n",
+                "test.toml:2: labels: \"port\" is not a label",
+                "expected host, direction, service_port, local_host, protocol or zone",
+            ),
+            (
+                "protocols = [\"tcp\", \"quic\"]\n",
+                "test.toml:1: protocols: \"quic\" is not a protocol",
+                "tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a protocol number",
+            ),
+            (
+                "labels = [\"host\", \"host\"]\n",
+                "test.toml:1: labels",
+                "label host is listed twice",
+            ),
         ];
         for (text, prefix, allowed) in cases {
             let message = load_text(text).unwrap_err().to_string();

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use tracker::HostPattern;
+use tracker::{HostPattern, LabelNames, ProtocolSet};
 
 use super::SettingsError;
 
@@ -189,6 +189,49 @@ impl<'de> Deserialize<'de> for HostList {
         let patterns = texts.iter().map(|text| text.parse::<HostPattern>());
         let patterns = patterns.collect::<Result<_, _>>();
         patterns.map(HostList).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The labels of the per-connection families, in output order: a comma-separated list on
+/// the command line, an array of strings in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct LabelList(pub LabelNames);
+
+impl FromStr for LabelList {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(LabelList(text.parse()?))
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        let names = texts.iter().map(|text| text.parse());
+        let names = names.collect::<Result<_, _>>().and_then(LabelNames::new);
+        names.map(LabelList).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The protocols counted: a comma-separated list on the command line, an array of strings
+/// in the config file; names, numbers, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ProtocolList(pub ProtocolSet);
+
+impl FromStr for ProtocolList {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(ProtocolList(text.parse()?))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProtocolList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        let set = ProtocolSet::parse(texts.iter().map(String::as_str));
+        set.map(ProtocolList).map_err(serde::de::Error::custom)
     }
 }
 

@@ -5,6 +5,9 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+
 use conntrack_codec::{NewEntry, TcpState, Tuple};
 use ctnetlink::ConntrackSocket;
 use testkit::{Exporter, ExporterCommand, address};
@@ -41,4 +44,18 @@ pub fn delete(tuple: &Tuple) {
     ConntrackSocket::open()
         .and_then(|mut table| table.delete(tuple, None))
         .unwrap_or_else(|error| panic!("deleting {tuple:?}: {error}"));
+}
+
+/// A connected pair that has exchanged a byte each way, so that closing either end sends a
+/// FIN (not a reset).
+pub fn connect(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let address = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(address).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let mut byte = [0u8];
+    client.write_all(b"?").unwrap();
+    server.read_exact(&mut byte).unwrap();
+    server.write_all(b"!").unwrap();
+    client.read_exact(&mut byte).unwrap();
+    (client, server)
 }
