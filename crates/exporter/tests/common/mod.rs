@@ -7,7 +7,9 @@
 
 use conntrack_codec::{NewEntry, TcpState, Tuple};
 use ctnetlink::ConntrackSocket;
-use testkit::{Exporter, ExporterCommand, address};
+use std::process::Command;
+
+use testkit::{Exporter, ExporterCommand, address, run_to_exit};
 
 /// The exporter binary built by Cargo for these tests.
 pub fn binary() -> &'static str {
@@ -41,4 +43,25 @@ pub fn delete(tuple: &Tuple) {
     ConntrackSocket::open()
         .and_then(|mut table| table.delete(tuple, None))
         .unwrap_or_else(|error| panic!("deleting {tuple:?}: {error}"));
+}
+
+/// The prefix of the exporter's error line.
+pub const ERROR_PREFIX: &str = "conntrack_exporter: error: ";
+
+/// Runs `command` to its end, checks exit code 1 and a single line on standard error, and
+/// returns that line without the program's prefix.
+#[track_caller]
+pub fn single_error_line(command: &mut Command) -> String {
+    let (status, stderr) = run_to_exit(command);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{status}; standard error:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
+    lines[0]
+        .strip_prefix(ERROR_PREFIX)
+        .unwrap_or_else(|| panic!("{:?} lacks {ERROR_PREFIX:?}", lines[0]))
+        .to_owned()
 }
