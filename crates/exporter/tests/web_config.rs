@@ -388,3 +388,27 @@ fn bad_web_configuration_files_stop_the_start() {
     );
     refused(&no_certificate, &["absent.crt"]);
 }
+
+#[test]
+fn basic_auth_without_tls_speaks_http1_only() {
+    let test = "web_plain_basic_auth";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    let dir = TempDir::new(test);
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    let exporter = start(&dir, &format!("basic_auth_users:\n  {USER}: {hash}\n"), &[]);
+    let url = format!("http://127.0.0.1:{}/metrics", exporter.port);
+    let good = format!("{USER}:{PASSWORD}");
+    let answer = curl(&url, &["--user", &good]);
+    assert_eq!(
+        (answer.status, answer.http_version.as_str()),
+        (200, "1.1"),
+        "{answer:?}"
+    );
+    let refused = curl(&url, &[]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    // HTTP/2 is offered only over TLS: a client that starts with its preface gets no page.
+    let h2 = curl(&url, &["--http2-prior-knowledge", "--user", &good]);
+    assert_ne!(h2.status, 200, "{h2:?}");
+}
