@@ -14,7 +14,8 @@
 # Debian packages are installed with apt-get (as root) only when missing.
 #
 # With CONNTRACK_EXPORTER_BIN=/path/to/conntrack_exporter set, the end-to-end
-# test deploy/e2e.sh runs too (it needs root and a network namespace).
+# test deploy/e2e.sh runs too, over plain HTTP and over HTTPS with basic auth
+# (CONNTRACK_E2E_TLS=1); it needs root and a network namespace.
 #
 # Ends with "deploy checks: N passed, M failed" and exits non-zero on any failure.
 set -euo pipefail
@@ -371,7 +372,9 @@ check "shellcheck deploy/check.sh deploy/e2e.sh" shellcheck "$DEPLOY_DIR/check.s
 
 # The exporter's annotated default config (config/conntrack_exporter.toml,
 # maintained with the exporter) must agree with the chart: the same keys as
-# the schema's config section, and the chart defaults equal its values.
+# the schema's config section, and the chart defaults equal its values. The
+# chart sets the web configuration's two keys from its webConfig section (as
+# --web.config.file and --public-health-endpoints), not from config.
 EXPORTER_CONFIG=$REPO_ROOT/config/conntrack_exporter.toml
 config_agrees_with_chart() {
     "$PYTHON" - "$EXPORTER_CONFIG" "$CHART_DIR" <<'EOF'
@@ -379,6 +382,8 @@ import json, sys, tomllib, yaml
 config_path, chart_dir = sys.argv[1:]
 with open(config_path, "rb") as handle:
     exporter = tomllib.load(handle)
+for key in ("web_config_file", "public_health_endpoints"):
+    exporter.pop(key, None)
 schema_keys = set(json.load(open(f"{chart_dir}/values.schema.json"))["properties"]["config"]["properties"])
 chart_config = yaml.safe_load(open(f"{chart_dir}/values.yaml"))["config"]
 problems = []
@@ -401,6 +406,8 @@ fi
 if [[ -n ${CONNTRACK_EXPORTER_BIN:-} ]]; then
     check "end-to-end: Prometheus scrapes the exporter and evaluates every query (deploy/e2e.sh)" \
         "$DEPLOY_DIR/e2e.sh" "$CONNTRACK_EXPORTER_BIN"
+    check "end-to-end over HTTPS with basic auth (CONNTRACK_E2E_TLS=1 deploy/e2e.sh)" \
+        env CONNTRACK_E2E_TLS=1 "$DEPLOY_DIR/e2e.sh" "$CONNTRACK_EXPORTER_BIN"
 fi
 
 # ---------------------------------------------------------------------------

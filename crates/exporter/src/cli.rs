@@ -80,11 +80,17 @@ impl FromArgMatches for Args {
 /// The flag of `setting`, if it has one, with the `default` from the built-in config file in
 /// its help.
 fn flag(setting: &Definition, default: Option<&toml::Value>) -> Option<Arg> {
-    let arg = Arg::new(setting.key).long(setting.key.replace('_', "-"));
+    let arg = Arg::new(setting.key);
+    let dashed = || setting.key.replace('_', "-");
     let arg = match setting.flag {
         Flag::None => return None,
-        Flag::Switch { short } => arg.short(short).action(ArgAction::SetTrue),
-        Flag::Value { short, value_name } => arg
+        Flag::Switch { short } => arg.long(dashed()).short(short).action(ArgAction::SetTrue),
+        Flag::Value {
+            short,
+            long,
+            value_name,
+        } => arg
+            .long(long.map_or_else(dashed, str::to_owned))
             .short(short)
             .value_name(value_name)
             .value_parser((setting.value_parser)())
@@ -100,9 +106,10 @@ fn flag(setting: &Definition, default: Option<&toml::Value>) -> Option<Arg> {
 }
 
 /// A default as `--help` shows it: a string without quotes, a list comma-separated, nothing
-/// for an empty list.
+/// for an empty list or string.
 fn shown_default(value: &toml::Value) -> Option<String> {
     match value {
+        toml::Value::String(text) if text.is_empty() => None,
         toml::Value::String(text) => Some(text.clone()),
         toml::Value::Array(items) if items.is_empty() => None,
         toml::Value::Array(items) => {
@@ -167,6 +174,9 @@ mod tests {
             "--resync-interval",
             "5m",
             "--ensure-tracking",
+            "--web.config.file",
+            "/etc/web.yml",
+            "--public-health-endpoints",
         ])
         .unwrap();
         assert_eq!(args.config, Some(PathBuf::from("/etc/c.toml")));
@@ -174,6 +184,12 @@ mod tests {
         assert_eq!(layer.listen_port, Some(0));
         assert_eq!(layer.ensure_tracking, Some(true));
         assert_eq!(layer.resync_interval.unwrap().get().unwrap().as_secs(), 300);
+        let web_config_file = layer.web_config_file.unwrap();
+        assert_eq!(
+            web_config_file.get(),
+            Some(std::path::Path::new("/etc/web.yml"))
+        );
+        assert_eq!(layer.public_health_endpoints, Some(true));
         for absent in ["--naming", "--host-idle-timeout", "--netlink-buffer-bytes"] {
             assert!(
                 Args::try_parse_from(["x", absent, "1"]).is_err(),

@@ -12,6 +12,10 @@ pub enum Error {
     /// The settings are invalid, or the config file cannot be read.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// The web configuration file (`--web.config.file`) or a file it names is missing,
+    /// unreadable or invalid.
+    #[error(transparent)]
+    WebConfig(#[from] web_config::Error),
     /// The HTTP endpoint's address cannot be listened on (in use, not local, no permission).
     #[error("cannot listen on {address}: {source}")]
     Listen {

@@ -67,6 +67,18 @@ fn say_if_kernel_accounting_is_off() {
 pub fn run(args: Args) -> Result<(), Error> {
     let settings = Settings::load(args.config.as_deref(), args.flags)?;
     logging::init(settings.debug);
+    let web = match settings.web_config_file.get() {
+        Some(path) => {
+            let web = web_config::WebConfig::load(path)?;
+            info!("web configuration {}: {web}", path.display());
+            Some(Arc::new(web))
+        }
+        None => None,
+    };
+    let scheme = match web.as_ref().and_then(|web| web.tls()) {
+        Some(_) => "https",
+        None => "http",
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,18 +137,21 @@ pub fn run(args: Args) -> Result<(), Error> {
 
     let outcome = runtime.block_on(async {
         let (stop_serving, serving_stopped) = oneshot::channel::<()>();
-        let mut server = tokio::spawn(http::serve(
-            listener,
-            http::PlainTcp,
-            http::AllowAll,
+        let endpoint = http::Endpoint {
             site,
-            settings.max_connections.get(),
-            Arc::clone(&status),
-            http_counters,
+            max_connections: settings.max_connections.get(),
+            status: Arc::clone(&status),
+            counters: http_counters,
+        };
+        let mut server = http::serve_with(
+            listener,
+            web,
+            settings.public_health_endpoints,
+            endpoint,
             async {
                 let _ = serving_stopped.await;
             },
-        ));
+        );
         let mut signal = Box::pin(shutdown_signal());
         let starting = tokio::task::spawn_blocking({
             let stop = Arc::clone(&stop);
@@ -161,7 +176,7 @@ pub fn run(args: Args) -> Result<(), Error> {
             }
         };
         info!(
-            "conntrack_exporter {} serving metrics at http://{address}{}",
+            "conntrack_exporter {} serving metrics at {scheme}://{address}{}",
             env!("CARGO_PKG_VERSION"),
             settings.listen_path.as_str()
         );

@@ -7,7 +7,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Crates whose records are shown; others (such as the netlink library's per-message debug
 /// lines) are not.
-const OWN_TARGETS: [&str; 3] = ["conntrack_exporter", "ctnetlink", "tracker"];
+const OWN_TARGETS: [&str; 4] = ["conntrack_exporter", "ctnetlink", "tracker", "web_config"];
 
 struct StderrLogger;
 

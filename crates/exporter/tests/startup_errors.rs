@@ -9,29 +9,8 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 
-use common::binary;
-use testkit::{TempDir, installed, run_to_exit};
-
-/// The prefix of the exporter's error line.
-const ERROR_PREFIX: &str = "conntrack_exporter: error: ";
-
-/// Runs `command` to its end, checks exit code 1 and a single line on standard error, and
-/// returns that line without the program's prefix.
-#[track_caller]
-fn single_error_line(command: &mut Command) -> String {
-    let (status, stderr) = run_to_exit(command);
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "{status}; standard error:\n{stderr}"
-    );
-    let lines: Vec<&str> = stderr.lines().filter(|line| !line.is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
-    lines[0]
-        .strip_prefix(ERROR_PREFIX)
-        .unwrap_or_else(|| panic!("{:?} lacks {ERROR_PREFIX:?}", lines[0]))
-        .to_owned()
-}
+use common::{binary, single_error_line};
+use testkit::{TempDir, installed};
 
 #[test]
 fn a_bad_value_names_file_line_and_key() {

@@ -1,6 +1,7 @@
 //! The exporter as a child process in the current namespace: started with arguments on a
-//! port of its own, ready once its landing page answers (which it does only after the
-//! initial dump), scraped, signalled and stopped.
+//! port of its own, ready once its readiness endpoint answers (which it does only after the
+//! initial dump) or, for an exporter that needs TLS or credentials, once it logs its start-up
+//! line (also after the initial dump), then scraped, signalled and stopped.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub struct ExporterCommand {
     read_stdout: bool,
     read_stderr: bool,
     ready_within: Option<Duration>,
+    ready_when_logged: bool,
 }
 
 impl ExporterCommand {
@@ -39,6 +41,7 @@ impl ExporterCommand {
             read_stdout: true,
             read_stderr: true,
             ready_within: None,
+            ready_when_logged: false,
         }
     }
 
@@ -87,6 +90,14 @@ impl ExporterCommand {
         self
     }
 
+    /// Takes its start-up line (`serving metrics at ...`, logged once the initial dump is
+    /// applied) as the sign that it is ready, rather than plain HTTP's `/-/ready`: for an
+    /// exporter that serves HTTPS or asks for credentials.
+    pub fn ready_when_logged(mut self) -> ExporterCommand {
+        self.ready_when_logged = true;
+        self
+    }
+
     /// Waits up to `limit` for it to be ready, instead of the test's deadline.
     pub fn ready_within(mut self, limit: Duration) -> ExporterCommand {
         self.ready_within = Some(limit);
@@ -129,17 +140,23 @@ impl ExporterCommand {
         let deadline = self
             .ready_within
             .map_or_else(test_deadline, |limit| Instant::now() + limit);
-        if port == 0 {
-            exporter.learn_served_port(deadline);
+        if port == 0 || self.ready_when_logged {
+            exporter.port = exporter.wait_for_startup_line(deadline);
         }
-        exporter.wait_ready(deadline);
+        if !self.ready_when_logged {
+            exporter.wait_ready(deadline);
+        }
         exporter
     }
 }
 
-/// The port of the exporter's start-up line `... serving metrics at http://ADDRESS:PORT/PATH`.
+/// The port of the exporter's start-up line `... serving metrics at http://ADDRESS:PORT/PATH`
+/// (or `https://`).
 fn served_port(line: &str) -> Option<u16> {
-    let url = line.split_once("serving metrics at http://")?.1;
+    let url = line.split_once("serving metrics at ")?.1;
+    let url = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let authority = url.split('/').next()?;
     authority.rsplit_once(':')?.1.parse().ok()
 }
@@ -163,11 +180,12 @@ impl Exporter {
         ExporterCommand::new(binary).args(args).start()
     }
 
+    /// The port its start-up line names, once it is logged.
     #[track_caller]
-    fn learn_served_port(&mut self, deadline: Instant) {
+    fn wait_for_startup_line(&mut self, deadline: Instant) -> u16 {
         let process = &mut self.process;
         let stderr = &self.stderr;
-        self.port = within("the exporter names the port it serves on", deadline, || {
+        within("the exporter logs its start-up line", deadline, || {
             if let Some(status) = process.exit_status() {
                 panic!(
                     "the exporter exited during start-up with {status}; its log:\n{}",
@@ -179,7 +197,7 @@ impl Exporter {
                 .iter()
                 .find_map(|line| served_port(line))
                 .ok_or_else(|| format!("no start-up line in:\n{}", stderr.text()))
-        });
+        })
     }
 
     #[track_caller]

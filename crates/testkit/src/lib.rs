@@ -14,6 +14,7 @@
 //! - [`kernel_host_counts`] says what the exporter should show, from the kernel's table as
 //!   the `conntrack` tool lists it; [`host_counts`] does the same for entries read some
 //!   other way.
+//! - [`Authority`] issues certificates for TLS tests, and [`curl`] is their client.
 //! - [`eventually`] waits for a condition within deadlines that keep a failing test short.
 //!
 //! ```no_run
@@ -26,6 +27,8 @@
 //! println!("{}", testkit::show(&counts));
 //! ```
 
+mod certificates;
+mod curl;
 mod exporter;
 mod exposition;
 mod host_counts;
@@ -38,6 +41,8 @@ mod temp_dir;
 mod tools;
 mod wait;
 
+pub use crate::certificates::{Authority, Issued};
+pub use crate::curl::{Answer, curl};
 pub use crate::exporter::{Exporter, ExporterCommand};
 pub use crate::exposition::{Family, PLAIN_FAMILIES, ParseError, SEED_FAMILIES, Sample, Scrape};
 pub use crate::host_counts::{HostCounts, show, with_connections};

@@ -9,6 +9,7 @@
 //!   newer one is needed, the connections still sending an old one are closed.
 //! - [`routes`]: what each path and method answers.
 //! - [`health`]: liveness and readiness.
+//! - [`web`]: TLS and basic auth, as a web configuration file asks.
 //!
 //! Memory is bounded by design: at most `max_connections` connections, each with buffers of
 //! fixed size (request heads of [`MAX_HEADER_BYTES`], HTTP/2 windows of
@@ -20,6 +21,7 @@ mod health;
 mod pages;
 mod routes;
 mod server;
+mod web;
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,7 +29,8 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, counter, describe_counter};
 
 pub(crate) use routes::Site;
-pub(crate) use server::{AllowAll, PlainTcp, bind, serve};
+pub(crate) use server::{Endpoint, bind};
+pub(crate) use web::serve_with;
 
 /// The time a client has to send a request's headers: from the connection's start (TLS
 /// handshake included) for the first request, from the end of the previous response for

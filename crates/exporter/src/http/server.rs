@@ -1,11 +1,12 @@
 //! The accept loop and the task that serves each connection.
 //!
 //! Each accepted connection waits for a connection slot, goes through the [`Acceptor`] (the
-//! place for a TLS handshake) and is then served by hyper's automatic HTTP/1.1 or cleartext
-//! HTTP/2 connection, with a timer so that its header timeout applies. A watchdog next to it
-//! closes the connection when its first request's headers are late, when nothing has moved
-//! for [`IDLE_TIMEOUT`], or when the slots need it. Each request passes the [`Authorize`]
-//! hook, then goes to the [`Site`]'s warp filter.
+//! place for a TLS handshake, bounded by the header deadline and the slots like a request)
+//! and is then served by hyper in the HTTP versions the acceptor allows, with a timer so that
+//! its header timeout applies. A watchdog next to it closes the connection when its first
+//! request's headers are late, when nothing has moved for [`IDLE_TIMEOUT`], or when the
+//! slots need it. Each request passes the [`Authorize`] hook, then goes to the [`Site`]'s
+//! warp filter; every response, refusals included, gets the configured extra headers.
 //!
 //! On shutdown the loop stops accepting, asks every connection to finish its response and
 //! close, and returns after [`SHUTDOWN_GRACE`] at the latest.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::{Request, service::Service};
+use hyper::{HeaderMap, Request, service::Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use log::{debug, warn};
@@ -50,7 +51,8 @@ pub(crate) type Accepted = Tracked<TcpStream>;
 
 /// Turns an accepted connection into the byte stream HTTP is spoken over: the connection
 /// itself for plain HTTP, the result of a TLS handshake for HTTPS. It runs within the
-/// connection's header deadline, so a slow handshake is cut off like slow headers.
+/// connection's header deadline, so a slow handshake is cut off like slow headers, and a
+/// connection still in it makes room when the slots need one.
 pub(crate) trait Acceptor: Send + Sync + 'static {
     /// The stream HTTP is spoken over.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
@@ -58,11 +60,29 @@ pub(crate) trait Acceptor: Send + Sync + 'static {
     /// Prepares `connection` for HTTP; an error drops it.
     fn accept(&self, connection: Accepted)
     -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// The HTTP versions to speak on `stream`, such as the one TLS negotiated through ALPN.
+    fn versions(&self, stream: &Self::Stream) -> Versions;
+}
+
+/// The HTTP versions a connection may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Versions {
+    /// HTTP/1.1, or HTTP/2 when the client starts with its preface.
+    Both,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
 }
 
 /// Plain HTTP: the connection as it is.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PlainTcp;
+pub(crate) struct PlainTcp {
+    /// The versions spoken: both without a web configuration file, as always; HTTP/1.1
+    /// with one, which offers HTTP/2 only over TLS.
+    pub(crate) versions: Versions,
+}
 
 impl Acceptor for PlainTcp {
     type Stream = Accepted;
@@ -70,13 +90,18 @@ impl Acceptor for PlainTcp {
     async fn accept(&self, connection: Accepted) -> io::Result<Accepted> {
         Ok(connection)
     }
+
+    fn versions(&self, _stream: &Accepted) -> Versions {
+        self.versions
+    }
 }
 
 /// Decides whether a request is served.
 pub(crate) trait Authorize: Send + Sync + 'static {
     /// `None` lets `request` through; a refusal is the answer to send instead, such as 401
     /// with a `WWW-Authenticate` challenge.
-    fn refusal(&self, request: &Request<Incoming>) -> Option<Response>;
+    fn refusal(&self, request: &Request<Incoming>)
+    -> impl Future<Output = Option<Response>> + Send;
 }
 
 /// Every request is served.
@@ -84,7 +109,7 @@ pub(crate) trait Authorize: Send + Sync + 'static {
 pub(crate) struct AllowAll;
 
 impl Authorize for AllowAll {
-    fn refusal(&self, _request: &Request<Incoming>) -> Option<Response> {
+    async fn refusal(&self, _request: &Request<Incoming>) -> Option<Response> {
         None
     }
 }
@@ -109,31 +134,57 @@ pub(crate) fn bind(address: SocketAddr) -> io::Result<TcpListener> {
 struct Shared<A, G> {
     acceptor: A,
     authorize: G,
-    builder: auto::Builder<TokioExecutor>,
+    builders: Builders,
     routes: BoxedFilter<(Response,)>,
+    headers: HeaderMap,
     counters: Counters,
+}
+
+/// What the endpoint serves, and its limits and counters.
+pub(crate) struct Endpoint {
+    /// The pages.
+    pub(crate) site: Arc<Site>,
+    /// Connections open at once.
+    pub(crate) max_connections: usize,
+    /// The collector's state, which the slots report.
+    pub(crate) status: Arc<Status>,
+    /// The endpoint's counters.
+    pub(crate) counters: Counters,
+}
+
+/// How the endpoint answers, besides the site: the [`Acceptor`] in front of HTTP, the
+/// [`Authorize`] hook, and headers added to every response.
+pub(crate) struct Protection<A, G> {
+    /// Prepares each connection (TLS).
+    pub(crate) acceptor: A,
+    /// Decides on each request (basic auth).
+    pub(crate) authorize: G,
+    /// Added to every response, refusals and errors included.
+    pub(crate) headers: HeaderMap,
 }
 
 /// Serves `site` on `listener` until `shutdown` completes, then lets responses in flight
 /// finish for up to [`SHUTDOWN_GRACE`] and returns; connections still open are dropped when
 /// the runtime ends.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<A: Acceptor, G: Authorize>(
     listener: TcpListener,
-    acceptor: A,
-    authorize: G,
-    site: Arc<Site>,
-    max_connections: usize,
-    status: Arc<Status>,
-    counters: Counters,
+    protection: Protection<A, G>,
+    endpoint: Endpoint,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Endpoint {
+        site,
+        max_connections,
+        status,
+        counters,
+    } = endpoint;
     let connections = Connections::new(max_connections, QUIET_ENOUGH_TO_CLOSE, status);
     let shared = Arc::new(Shared {
-        acceptor,
-        authorize,
-        builder: http_builder(),
+        acceptor: protection.acceptor,
+        authorize: protection.authorize,
+        builders: Builders::new(),
         routes: site.filter().boxed(),
+        headers: protection.headers,
         counters,
     });
     let (stop, stopped) = watch::channel(false);
@@ -182,6 +233,31 @@ fn accept_failed(error: &io::Error, warnings: &Throttle) {
     }
 }
 
+/// hyper's connection builders, one per set of [`Versions`].
+struct Builders {
+    both: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Builders {
+        Builders {
+            both: http_builder(),
+            http1: http_builder().http1_only(),
+            http2: http_builder().http2_only(),
+        }
+    }
+
+    fn speaking(&self, versions: Versions) -> &auto::Builder<TokioExecutor> {
+        match versions {
+            Versions::Both => &self.both,
+            Versions::Http1 => &self.http1,
+            Versions::Http2 => &self.http2,
+        }
+    }
+}
+
 /// hyper's HTTP/1.1 and HTTP/2 settings: the timer that makes the header timeout apply, and
 /// every buffer bounded.
 fn http_builder() -> auto::Builder<TokioExecutor> {
@@ -213,20 +289,25 @@ async fn serve_connection<A: Acceptor, G: Authorize>(
     let connection = Arc::clone(&slot.connection);
     let header_deadline = connection.accepted() + HEADER_READ_TIMEOUT;
     let accepted = Tracked::new(tcp, Arc::clone(&connection));
-    let stream =
-        match tokio::time::timeout_at(header_deadline.into(), shared.acceptor.accept(accepted))
-            .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return debug!("HTTP connection refused: {error}"),
-            Err(_) => return shared.counters.closed(CloseReason::HeaderTimeout),
-        };
+    let stream = tokio::select! {
+        accepted = shared.acceptor.accept(accepted) => match accepted {
+            Ok(stream) => stream,
+            Err(error) => return debug!("HTTP connection refused: {error}"),
+        },
+        () = tokio::time::sleep_until(header_deadline.into()) => {
+            return shared.counters.closed(CloseReason::HeaderTimeout);
+        }
+        reason = connection.closed() => return shared.counters.closed(reason),
+        _ = stop.changed() => return,
+    };
+    let versions = shared.acceptor.versions(&stream);
     let service = PerConnection {
         shared: Arc::clone(&shared),
         connection: Arc::clone(&connection),
     };
     let http = shared
-        .builder
+        .builders
+        .speaking(versions)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(http);
     let mut stopping = false;
@@ -284,8 +365,8 @@ fn ended_with(
 }
 
 /// The service of one connection: it records each request and the time the exporter works
-/// on it, asks [`Authorize`], and hands the request to the site with the connection in its
-/// extensions.
+/// on it, asks [`Authorize`], hands the request to the site with the connection in its
+/// extensions, and adds the configured headers to the answer.
 struct PerConnection<A, G> {
     shared: Arc<Shared<A, G>>,
     connection: Arc<Connection>,
@@ -298,17 +379,23 @@ impl<A: Acceptor, G: Authorize> Service<Request<Incoming>> for PerConnection<A, 
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let serving = self.connection.request_received();
-        if let Some(refusal) = self.shared.authorize.refusal(&request) {
-            return Box::pin(std::future::ready(Ok(refusal)));
-        }
         request
             .extensions_mut()
             .insert(Arc::clone(&self.connection));
-        let mut routes = warp::service(self.shared.routes.clone());
+        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let response = routes.call(request).await;
+            let mut response = match shared.authorize.refusal(&request).await {
+                Some(refusal) => refusal,
+                None => {
+                    let Ok(response) = warp::service(shared.routes.clone()).call(request).await;
+                    response
+                }
+            };
             drop(serving);
-            response
+            for (name, value) in &shared.headers {
+                response.headers_mut().insert(name, value.clone());
+            }
+            Ok(response)
         })
     }
 }

@@ -5,8 +5,9 @@
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
-/// How a setting is given on the command line. The long flag is always the key with dashes
-/// (`bind_address`: `--bind-address`).
+/// How a setting is given on the command line. The long flag is the key with dashes
+/// (`bind_address`: `--bind-address`), unless the ecosystem spells it otherwise
+/// (`web_config_file`: `--web.config.file`, as every Prometheus exporter does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flag {
     /// None: the setting is only in the config file.
@@ -15,6 +16,8 @@ pub(crate) enum Flag {
     Value {
         /// The short form.
         short: Option<char>,
+        /// The long form, when it is not the key with dashes.
+        long: Option<&'static str>,
         /// The placeholder of the value in `--help`.
         value_name: &'static str,
     },
@@ -30,6 +33,7 @@ impl Flag {
     pub(crate) const fn value(short: char, value_name: &'static str) -> Flag {
         Flag::Value {
             short: Some(short),
+            long: None,
             value_name,
         }
     }
@@ -38,6 +42,16 @@ impl Flag {
     pub(crate) const fn long_value(value_name: &'static str) -> Flag {
         Flag::Value {
             short: None,
+            long: None,
+            value_name,
+        }
+    }
+
+    /// `--long VALUE` only, spelled `long` rather than after the key.
+    pub(crate) const fn named_value(long: &'static str, value_name: &'static str) -> Flag {
+        Flag::Value {
+            short: None,
+            long: Some(long),
             value_name,
         }
     }

@@ -24,7 +24,8 @@ pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
 use values::{
-    HostList, HumanDuration, LabelList, ListenPath, ProtocolList, QueueBytes, ResyncInterval,
+    HostList, HumanDuration, LabelList, ListenPath, OptionalPath, ProtocolList, QueueBytes,
+    ResyncInterval,
 };
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
@@ -91,6 +92,14 @@ define_settings! {
     /// HTTP connections open at once; when all are taken, the one quiet the longest makes
     /// room.
     max_connections: NonZeroUsize = Flag::long_value("N");
+
+    /// Web configuration file in the format of Prometheus' exporter-toolkit: TLS, client
+    /// certificates, basic auth, security headers, HTTP/2. Empty: plain HTTP, open to all.
+    web_config_file: OptionalPath = Flag::named_value("web.config.file", "PATH");
+
+    /// Serve /-/healthy and /-/ready without the basic auth credentials of the web
+    /// configuration file, for probes that have none.
+    public_health_endpoints: bool = Flag::long_switch();
 }
 
 impl Settings {
@@ -146,6 +155,24 @@ mod tests {
         assert!(!settings.ensure_tracking);
         assert_eq!(settings.max_connections.get(), 512);
         assert!(!settings.accounting);
+        assert_eq!(settings.web_config_file.get(), None);
+        assert!(!settings.public_health_endpoints);
+    }
+
+    #[test]
+    fn an_empty_web_config_file_names_none() {
+        let settings = load_text("web_config_file = \"/etc/web.yml\"").unwrap();
+        assert_eq!(
+            settings.web_config_file.get(),
+            Some(Path::new("/etc/web.yml"))
+        );
+        let file = Layer::parse("f", "web_config_file = \"/etc/web.yml\"").unwrap();
+        let flags = Layer {
+            web_config_file: Some("".parse().unwrap()),
+            ..Layer::default()
+        };
+        let settings = Settings::over_defaults(file.overlay(flags)).unwrap();
+        assert_eq!(settings.web_config_file.get(), None);
     }
 
     #[test]

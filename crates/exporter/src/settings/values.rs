@@ -2,6 +2,8 @@
 //! itself from a flag's text (`FromStr`) and from the config file (`Deserialize`), and refuses
 //! values that make no sense with a message that says what is allowed.
 
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,7 +40,30 @@ macro_rules! deserialize_from_str {
     )+};
 }
 
-deserialize_from_str!(ListenPath, HumanDuration, ResyncInterval);
+deserialize_from_str!(ListenPath, HumanDuration, ResyncInterval, OptionalPath);
+
+/// A file that a setting may name: the empty string names none, so that the default config
+/// file can hold the key with its default value, and a flag can undo the file's choice
+/// (`--web.config.file ""`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OptionalPath(Option<PathBuf>);
+
+impl OptionalPath {
+    /// The path, unless none is named.
+    pub(crate) fn get(&self) -> Option<&Path> {
+        self.0.as_deref()
+    }
+}
+
+impl FromStr for OptionalPath {
+    type Err = Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(OptionalPath(
+            (!text.is_empty()).then(|| PathBuf::from(text)),
+        ))
+    }
+}
 
 /// The HTTP path of the metrics: an absolute path other than `/` (the landing page), made of
 /// URL-safe characters (letters, digits, `-`, `.`, `_`, `~`) between single slashes, without

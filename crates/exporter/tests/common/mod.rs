@@ -7,10 +7,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 
 use conntrack_codec::{NewEntry, TcpState, Tuple};
 use ctnetlink::ConntrackSocket;
-use testkit::{Exporter, ExporterCommand, address};
+
+use testkit::{Exporter, ExporterCommand, address, run_to_exit};
 
 /// The exporter binary built by Cargo for these tests.
 pub fn binary() -> &'static str {
@@ -58,4 +60,25 @@ pub fn connect(listener: &TcpListener) -> (TcpStream, TcpStream) {
     server.write_all(b"!").unwrap();
     client.read_exact(&mut byte).unwrap();
     (client, server)
+}
+
+/// The prefix of the exporter's error line.
+pub const ERROR_PREFIX: &str = "conntrack_exporter: error: ";
+
+/// Runs `command` to its end, checks exit code 1 and a single line on standard error, and
+/// returns that line without the program's prefix.
+#[track_caller]
+pub fn single_error_line(command: &mut Command) -> String {
+    let (status, stderr) = run_to_exit(command);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{status}; standard error:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
+    lines[0]
+        .strip_prefix(ERROR_PREFIX)
+        .unwrap_or_else(|| panic!("{:?} lacks {ERROR_PREFIX:?}", lines[0]))
+        .to_owned()
 }

@@ -19,10 +19,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+pub use testkit::{Answer, Authority, Issued, curl};
 use web_config::WebConfig;
 
 /// The body every authorized request gets.
@@ -58,60 +55,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A certificate authority made for the test.
-pub struct Authority {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate and its key, as PEM.
-pub struct Issued {
-    pub certificate: String,
-    pub key: String,
-}
-
-impl Authority {
-    pub fn new(name: &str) -> Authority {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Authority { issuer }
-    }
-
-    pub fn certificate(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A server certificate for 127.0.0.1 and localhost.
-    pub fn server(&self) -> Issued {
-        self.issue(
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
-    }
-
-    /// A client certificate with these subject alternative names.
-    pub fn client(&self, names: &[&str]) -> Issued {
-        self.issue(names, ExtendedKeyUsagePurpose::ClientAuth)
-    }
-
-    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Issued {
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "web-config test");
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        Issued {
-            certificate: certificate.pem(),
-            key: key.serialize_pem(),
-        }
     }
 }
 
@@ -227,55 +170,6 @@ pub fn require(tool: &str, package: &str) {
         found,
         "{tool} is missing: install the Debian package {package} (scripts/install-packages test)"
     );
-}
-
-/// What one curl run saw.
-#[derive(Debug)]
-pub struct Answer {
-    /// Whether curl succeeded (a handshake failure makes it fail).
-    pub ok: bool,
-    /// The HTTP status, 0 without a response.
-    pub status: u16,
-    /// The HTTP version of the response (`1.1`, `2`).
-    pub http_version: String,
-    /// Response headers and body.
-    pub response: String,
-    /// curl's verbose log: the TLS version and cipher are there.
-    pub log: String,
-}
-
-impl Answer {
-    /// Whether the response carries this header line (name case-insensitive).
-    pub fn has_header(&self, name: &str, value: &str) -> bool {
-        self.response.lines().any(|line| {
-            line.split_once(':').is_some_and(|(line_name, line_value)| {
-                line_name.eq_ignore_ascii_case(name) && line_value.trim() == value
-            })
-        })
-    }
-}
-
-/// Runs curl against `url` with `arguments`, and returns what it saw.
-pub fn curl(url: &str, arguments: &[&str]) -> Answer {
-    require("curl", "curl");
-    let output = Command::new("curl")
-        .args(["--silent", "--show-error", "--verbose", "--include"])
-        .args(["--max-time", "20"])
-        .args(["--write-out", "\n%{http_code} %{http_version}"])
-        .args(arguments)
-        .arg(url)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (response, summary) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    let (status, http_version) = summary.split_once(' ').unwrap_or((summary, ""));
-    Answer {
-        ok: output.status.success(),
-        status: status.parse().unwrap_or(0),
-        http_version: http_version.to_owned(),
-        response: response.to_owned(),
-        log: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 /// Runs curl against `url`, trusting `cacert` and presenting the `client` certificate (whose
