@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Result<(), Error> {
 
     let _tracking = settings
         .ensure_tracking
-        .then(TrackingSwitch::on)
+        .then(switch_tracking_on)
         .transpose()?;
 
     let tracker = Arc::new(Tracker::new());
@@ -131,26 +131,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// Connection tracking switched on for the exporter's lifetime; dropping it switches the
-/// exporter's own nftables table off again.
-struct TrackingSwitch;
-
-impl TrackingSwitch {
-    fn on() -> Result<TrackingSwitch, ctnetlink::Error> {
-        ctnetlink::tracking_switch::enable()?;
-        info!(
-            "connection tracking switched on (nftables table inet {})",
-            ctnetlink::tracking_switch::TABLE_NAME
-        );
-        Ok(TrackingSwitch)
-    }
-}
-
-impl Drop for TrackingSwitch {
-    fn drop(&mut self) {
-        match ctnetlink::tracking_switch::disable() {
-            Ok(()) => info!("connection tracking switch removed"),
-            Err(error) => warn!("could not remove the connection tracking switch: {error}"),
+/// Switches connection tracking on for the exporter's lifetime through a table of its own,
+/// which the kernel deletes when the exporter ends, however it ends. Then a leftover of the
+/// shared table that older exporters used (killed before they could remove it) is removed:
+/// after, so that tracking has no gap, and a missing privilege is reported once.
+fn switch_tracking_on() -> Result<ctnetlink::tracking_switch::OwnedSwitch, ctnetlink::Error> {
+    use ctnetlink::tracking_switch::{self, OwnedSwitch, TABLE_NAME};
+    let switch = OwnedSwitch::on()?;
+    info!(
+        "connection tracking switched on (nftables table inet {}, removed at exit)",
+        switch.table_name()
+    );
+    match tracking_switch::disable() {
+        Ok(true) => {
+            info!("removed the leftover nftables table inet {TABLE_NAME} of an earlier run")
         }
+        Ok(false) => {}
+        Err(error) => warn!("could not remove the nftables table inet {TABLE_NAME}: {error}"),
     }
+    Ok(switch)
 }
