@@ -74,6 +74,14 @@ define_settings! {
     netlink_buffer_max_bytes: QueueBytes = Flag::None;
 }
 
+/// Checks the text of a config file as the exporter reads one at start: every key and value,
+/// over the built-in defaults. `origin` names the file in the error, which is the one line a
+/// user would see. For tools that vet a file before installing it, and for the fuzz target
+/// that holds the loader to "an error, never a panic".
+pub fn check_config_text(origin: &str, text: &str) -> Result<(), SettingsError> {
+    Settings::over_defaults(Layer::parse(origin, text)?).map(drop)
+}
+
 impl Settings {
     /// Resolves the built-in defaults overlaid by the file at `path` (if any), overlaid by
     /// `flags`.
