@@ -1,6 +1,6 @@
 # Shortcuts; the scripts under scripts/ are the reference.
 
-.PHONY: run test fuzz bench bench-scale
+.PHONY: run test fuzz bench bench-scale bench-http
 
 run:
 	scripts/run
@@ -12,8 +12,8 @@ test:
 fuzz:
 	scripts/fuzz
 
-# Criterion micro-benchmarks, then the scale and burst harness (needs root).
-bench: bench-scale
+# Criterion micro-benchmarks, then the scale, burst and HTTP harnesses (need root).
+bench: bench-scale bench-http
 	cargo bench -p benches
 
 # The scale and burst harness alone; prints one JSON report. CHURN_SECONDS=600 for the
@@ -22,3 +22,8 @@ CHURN_SECONDS ?= 60
 bench-scale:
 	cargo build --release --locked -p conntrack-exporter -p benches
 	target/release/scale --churn-seconds $(CHURN_SECONDS)
+
+# The HTTP endpoint under concurrent scrapes and attacks; prints one JSON report.
+bench-http:
+	cargo build --release --locked -p conntrack-exporter -p benches
+	target/release/http_attacks

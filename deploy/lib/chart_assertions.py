@@ -191,9 +191,9 @@ def check_rendered(args):
         port_number = ports.get(port, {}).get("containerPort") if isinstance(port, str) else port
         return action.get("path"), port_number, action.get("scheme", "HTTP") if "httpGet" in probe else None
 
-    for probe_name, plain_path, web_path in [
-        ("readinessProbe", listen_path, "/-/ready"),
-        ("livenessProbe", "/", "/-/healthy"),
+    for probe_name, health_path in [
+        ("readinessProbe", "/-/ready"),
+        ("livenessProbe", "/-/healthy"),
     ]:
         if not values[probe_name]["enabled"]:
             continue
@@ -203,7 +203,7 @@ def check_rendered(args):
             # A kubelet presents no client certificate: the TCP port is all it can check.
             check.equal((path, probe_scheme), (None, None), f"{probe_name} is a TCP check (client certificates required)")
         else:
-            check.equal(path, web_path if web_enabled else plain_path, f"{probe_name} path")
+            check.equal(path, health_path, f"{probe_name} path")
             check.equal(probe_scheme, scheme.upper(), f"{probe_name} scheme")
 
     # The web configuration: a Secret (made from the values, or existing) and the TLS Secret,

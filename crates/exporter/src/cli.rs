@@ -220,6 +220,7 @@ mod tests {
                 "[default: {}s]",
                 defaults.resync_interval.get().unwrap().as_secs()
             ),
+            format!("[default: {}]", defaults.max_connections),
         ] {
             assert!(help.contains(&shown), "--help shows no {shown}");
         }

@@ -82,6 +82,7 @@ pub(crate) fn start(
             let _ = started.send(Err(error.into()));
             return Ok(());
         }
+        collector.status.ready.store(true, Ordering::Relaxed);
         let _ = started.send(Ok(()));
         collector.run(&stop);
         Ok(())
@@ -232,6 +233,7 @@ impl Collector {
     fn run(&mut self, stop: &AtomicBool) {
         let mut next_housekeeping = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            self.status.heartbeat.beat();
             let applier = &mut self.applier;
             match self.events.receive(|event| applier.apply_event(event)) {
                 Ok(Received::Messages(count)) if count < EventSocket::BATCH => {

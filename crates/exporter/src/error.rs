@@ -45,7 +45,8 @@ pub enum Error {
     /// The asynchronous runtime of the HTTP endpoint could not be built.
     #[error("cannot start the HTTP runtime: {0}")]
     Runtime(io::Error),
-    /// The HTTP endpoint failed.
-    #[error("HTTP endpoint: {0}")]
-    Http(io::Error),
+    /// The HTTP server ended before it was told to (it never does, unless it panicked): the
+    /// exporter stops rather than go on unreachable.
+    #[error("the HTTP server failed: {0}")]
+    HttpServer(String),
 }

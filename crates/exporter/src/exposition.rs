@@ -4,15 +4,23 @@
 //! per-host aggregates: the cost is one step per host, never per connection. The recorder
 //! forgets gauges that were not written since the previous render, which is how a host that
 //! left the tracker leaves the output (the recorder has no per-series delete).
+//!
+//! Scrapes get their page through [`SharedRender`]: one render at a time, whose page every
+//! scrape that arrived during it shares, compressed once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
+use tokio::sync::watch;
 use tracker::{Labels, StateGroup, Tracker};
 
 use crate::settings::Naming;
@@ -46,9 +54,17 @@ const HOST_FAMILIES: [(&str, &str, &str); 4] = [
     ),
 ];
 
-/// Gauges that the collector thread keeps current and each scrape publishes.
+/// What the running exporter knows about itself: gauges that the collector thread and the
+/// HTTP server keep current and each scrape publishes, and the collector's progress that the
+/// health endpoints report.
 #[derive(Debug, Default)]
 pub struct Status {
+    /// When the collector last went round its loop.
+    pub heartbeat: Heartbeat,
+    /// Whether the initial dump of the table is applied (before, the counts are incomplete).
+    pub ready: AtomicBool,
+    /// HTTP connections open now.
+    pub http_connections: AtomicU64,
     /// Duration of the latest resync, in nanoseconds.
     pub last_resync_nanos: AtomicU64,
     /// Entries the latest resync corrected.
@@ -59,6 +75,51 @@ pub struct Status {
     pub kernel_limit: AtomicU64,
     /// The event receive queue size in force.
     pub receive_queue_bytes: AtomicU64,
+}
+
+/// The time of a thread's latest sign of progress, readable from any other thread: the
+/// collector beats it once per turn of its loop, the liveness endpoint reads its age.
+#[derive(Debug)]
+pub struct Heartbeat {
+    origin: Instant,
+    /// Milliseconds from `origin` to the latest beat.
+    latest: AtomicU64,
+}
+
+impl Default for Heartbeat {
+    /// A heartbeat that beats now.
+    fn default() -> Heartbeat {
+        Heartbeat {
+            origin: Instant::now(),
+            latest: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// Records progress now.
+    pub fn beat(&self) {
+        let millis = self.origin.elapsed().as_millis();
+        self.latest
+            .store(u64::try_from(millis).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long ago the latest beat was.
+    pub fn age(&self) -> Duration {
+        let latest = Duration::from_millis(self.latest.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(latest)
+    }
+}
+
+#[cfg(test)]
+impl Heartbeat {
+    /// A heartbeat whose latest beat was `ago` before now.
+    pub(crate) fn last_beat_ago(ago: Duration) -> Heartbeat {
+        Heartbeat {
+            origin: Instant::now() - ago,
+            latest: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Counters the collector thread increments directly.
@@ -100,6 +161,8 @@ pub struct Exposition {
     /// values through handles instead of looking each series up by name and labels. Its
     /// lock also serialises scrapes.
     host_gauges: Mutex<HashMap<Labels, [Gauge; 4]>>,
+    /// Pages rendered.
+    renders: Counter,
 }
 
 impl Exposition {
@@ -138,6 +201,9 @@ impl Exposition {
                 event_log_dropped: counter!("conntrack_exporter_event_log_dropped_total"),
             }
         });
+        let renders = metrics::with_local_recorder(&recorder, || {
+            counter!("conntrack_exporter_renders_total")
+        });
         let exposition = Exposition {
             recorder,
             handle,
@@ -146,8 +212,15 @@ impl Exposition {
             names,
             host_idle_timeout,
             host_gauges: Mutex::new(HashMap::new()),
+            renders,
         };
         (exposition, counters)
+    }
+
+    /// Runs `register` with this exposition's recorder, so that the metrics it creates
+    /// (counters of another part of the exporter) appear on the page.
+    pub fn register<T>(&self, register: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, register)
     }
 
     /// Publishes the current counts and renders the text exposition format.
@@ -156,6 +229,7 @@ impl Exposition {
             .host_gauges
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.renders.increment(1);
         let hosts = self
             .tracker
             .snapshot(Instant::now(), self.host_idle_timeout);
@@ -200,6 +274,114 @@ impl Exposition {
         gauge!("conntrack_exporter_kernel_table_limit").set(load(&status.kernel_limit));
         gauge!("conntrack_exporter_netlink_receive_queue_bytes")
             .set(load(&status.receive_queue_bytes));
+        gauge!("conntrack_exporter_http_connections").set(load(&status.http_connections));
+    }
+
+    /// Renders the page as scrapes receive it: the text and its gzip compression.
+    pub fn render_page(&self) -> Page {
+        let rendered = Instant::now();
+        let text = self.render();
+        let gzip = gzip(text.as_bytes());
+        Page {
+            rendered,
+            text: Bytes::from(text),
+            gzip,
+        }
+    }
+}
+
+/// Compresses `text` with gzip. Scrape pages repeat their metric names on every line, so even
+/// the fastest level shrinks them about 15 times.
+fn gzip(text: &[u8]) -> Bytes {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(text.len() / 8), Compression::fast());
+    // Writing to a `Vec` cannot fail.
+    let _ = encoder.write_all(text);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
+/// One rendered metrics page, as served.
+#[derive(Debug)]
+pub struct Page {
+    /// When the render began.
+    pub rendered: Instant,
+    /// The text exposition format.
+    pub text: Bytes,
+    /// The same, gzip-compressed.
+    pub gzip: Bytes,
+}
+
+/// The metrics page for scrapes: one render runs at a time, and every scrape that arrives
+/// while it runs waits for it and gets its page. However many scrapes come at once, they
+/// cost one render and share one page in memory (and its compression), instead of queueing a
+/// render each and holding a copy each.
+pub struct SharedRender {
+    exposition: Arc<Exposition>,
+    running: RunningRender,
+}
+
+/// The page of the render running now, for scrapes that arrive meanwhile (it is `None` until
+/// the render is done); `None` when no render runs.
+type RunningRender = Arc<Mutex<Option<watch::Receiver<Option<Arc<Page>>>>>>;
+
+/// A render ended without a page (it panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderFailed;
+
+impl SharedRender {
+    /// Shares the renders of `exposition`.
+    pub fn new(exposition: Arc<Exposition>) -> SharedRender {
+        SharedRender {
+            exposition,
+            running: Arc::default(),
+        }
+    }
+
+    /// Whether a render runs now.
+    pub fn rendering(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// The page of the render running now, or of a new render if none runs. The render
+    /// itself runs on a blocking thread, so that the tasks serving connections go on.
+    pub async fn page(&self) -> Result<Arc<Page>, RenderFailed> {
+        let mut receiver = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*running {
+                Some(receiver) => receiver.clone(),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    *running = Some(receiver.clone());
+                    let exposition = Arc::clone(&self.exposition);
+                    let finished = RenderFinished(Arc::clone(&self.running));
+                    tokio::task::spawn_blocking(move || {
+                        let page = Arc::new(exposition.render_page());
+                        // Scrapes from now on start a new render: this page may be older
+                        // than what they want to see.
+                        drop(finished);
+                        let _ = sender.send(Some(page));
+                    });
+                    receiver
+                }
+            }
+        };
+        let page = receiver
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| RenderFailed)?;
+        page.as_ref().map(Arc::clone).ok_or(RenderFailed)
+    }
+}
+
+/// Marks the running render as finished when dropped: when its page is ready, and also when
+/// the render panics, so that the next scrape starts a new one.
+struct RenderFinished(RunningRender);
+
+impl Drop for RenderFinished {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
@@ -264,6 +446,14 @@ fn describe_self_metrics() {
         "conntrack_exporter_netlink_receive_queue_bytes",
         "Size of the kernel receive queue for connection events."
     );
+    describe_gauge!(
+        "conntrack_exporter_http_connections",
+        "HTTP connections open now."
+    );
+    describe_counter!(
+        "conntrack_exporter_renders_total",
+        "Metrics pages rendered; scrapes that arrive during a render share its page."
+    );
 }
 
 #[cfg(test)]
@@ -288,6 +478,57 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n")));
         }
         assert!(text.contains("conntrack_exporter_build_info{version="));
+    }
+
+    #[tokio::test]
+    async fn scrapes_during_a_render_share_its_page_and_later_ones_get_a_new_one() {
+        let (exposition, _) = exposition(Naming::Seed);
+        let exposition = Arc::new(exposition);
+        let shared = Arc::new(SharedRender::new(Arc::clone(&exposition)));
+        // A render needs the host gauges' lock: holding it keeps the first render running
+        // until every scrape has arrived.
+        let (locked, wait_locked) = std::sync::mpsc::channel();
+        let (release, wait_release) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn({
+            let exposition = Arc::clone(&exposition);
+            move || {
+                let _gauges = exposition.host_gauges.lock().unwrap();
+                locked.send(()).unwrap();
+                let _ = wait_release.recv();
+            }
+        });
+        wait_locked.recv().unwrap();
+        let scrapes: Vec<_> = (0..5)
+            .map(|_| {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move { shared.page().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(shared.rendering());
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let mut pages = Vec::new();
+        for scrape in scrapes {
+            pages.push(scrape.await.unwrap().unwrap());
+        }
+        assert!(pages.iter().all(|page| Arc::ptr_eq(page, &pages[0])));
+        assert!(!shared.rendering());
+
+        let later = shared.page().await.unwrap();
+        assert!(!Arc::ptr_eq(&later, &pages[0]));
+        let text = String::from_utf8(later.text.to_vec()).unwrap();
+        assert!(
+            text.contains("conntrack_exporter_renders_total 2\n"),
+            "{text}"
+        );
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&later.gzip[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, text);
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! per-host counts through [`exposition::Exposition`] at a cost of one step per host.
 //!
 //! Start-up ([`run`]): settings, logging, the HTTP listener (so that a port in use fails at
-//! once), tracking switched on if asked, then the collector thread (event subscription and
-//! initial dump). Then it serves until SIGTERM or SIGINT, and undoes what it set up; or until
-//! the collector thread ends, which is an error ([`supervision`]).
+//! once), tracking switched on if asked, the HTTP server (its readiness endpoint says when
+//! the counts are complete), then the collector thread (event subscription and initial
+//! dump). Then it serves until SIGTERM or SIGINT, which it honours at any of these steps
+//! within a bounded time, and undoes what it set up; or until the collector thread ends,
+//! which is an error ([`supervision`]).
 //!
 //! The binary `conntrack_exporter` is a thin wrapper around [`run`]; the library exists so
 //! that the benchmarks can drive the exposition directly, and the tests the supervision.
@@ -24,20 +26,26 @@ mod logging;
 pub mod settings;
 pub mod supervision;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use log::{info, warn};
+use tokio::sync::oneshot;
 use tracker::Tracker;
 
 pub use crate::cli::Args;
 use crate::collector::CollectorSettings;
 pub use crate::error::Error;
 use crate::event_log::EventLog;
-use crate::exposition::{Exposition, Status};
+use crate::exposition::{Exposition, SharedRender, Status};
 use crate::settings::Settings;
-use crate::supervision::Ending;
+use crate::supervision::{Ending, SupervisedThread};
+
+/// How long the collector thread may take to notice the stop flag at exit before the exporter
+/// exits without it (it checks the flag at least four times a second, unless it hangs).
+const COLLECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the exporter with the command-line `args` until SIGTERM or SIGINT. An error is one
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
@@ -46,12 +54,19 @@ pub fn run(args: Args) -> Result<(), Error> {
     let settings = Settings::load(args.config.as_deref(), args.flags)?;
     logging::init(settings.debug);
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
     let requested = SocketAddr::new(settings.bind_address, settings.listen_port);
     let listen_error = |source| Error::Listen {
         address: requested,
         source,
     };
-    let listener = TcpListener::bind(requested).map_err(listen_error)?;
+    let listener = {
+        let _runtime = runtime.enter();
+        http::bind(requested).map_err(listen_error)?
+    };
     // With port 0 the kernel picks the port: name the one it picked.
     let address = listener.local_addr().map_err(listen_error)?;
 
@@ -68,51 +83,111 @@ pub fn run(args: Args) -> Result<(), Error> {
         settings.naming,
         settings.host_idle_timeout.0,
     );
+    let http_counters = exposition.register(http::Counters::register);
+    let site = Arc::new(http::Site::new(
+        settings.listen_path.as_str().to_owned(),
+        SharedRender::new(Arc::new(exposition)),
+        Arc::clone(&status),
+    ));
+    let collector_settings = CollectorSettings {
+        ignore_hosts: settings.ignore_hosts.0.clone(),
+        resync_interval: settings.resync_interval.get(),
+        netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
+        netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
+        event_log: settings
+            .log_events
+            .then(|| EventLog::new(settings.log_events_format)),
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let mut collector = collector::start(
-        CollectorSettings {
-            ignore_hosts: settings.ignore_hosts.0.clone(),
-            resync_interval: settings.resync_interval.get(),
-            netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
-            netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
-            event_log: settings
-                .log_events
-                .then(|| EventLog::new(settings.log_events_format)),
-        },
-        tracker,
-        status,
-        counters,
-        Arc::clone(&stop),
-    )?;
 
-    info!(
-        "conntrack_exporter {} serving metrics at http://{address}{}",
-        env!("CARGO_PKG_VERSION"),
-        settings.listen_path.as_str()
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let served = runtime.block_on(collector.serve_while_alive(shutdown_signal(), |shutdown| {
-        http::serve(
+    let outcome = runtime.block_on(async {
+        let (stop_serving, serving_stopped) = oneshot::channel::<()>();
+        let mut server = tokio::spawn(http::serve(
             listener,
-            settings.listen_path.as_str().to_owned(),
-            Arc::new(exposition),
-            shutdown,
-        )
-    }));
-    served
-        .map_err(Error::CollectorStopped)?
-        .map_err(Error::Http)?;
-
-    info!("stopping");
+            http::PlainTcp,
+            http::AllowAll,
+            site,
+            settings.max_connections.get(),
+            Arc::clone(&status),
+            http_counters,
+            async {
+                let _ = serving_stopped.await;
+            },
+        ));
+        let mut signal = Box::pin(shutdown_signal());
+        let starting = tokio::task::spawn_blocking({
+            let stop = Arc::clone(&stop);
+            move || collector::start(collector_settings, tracker, status, counters, stop)
+        });
+        let started = tokio::select! {
+            started = starting => started,
+            () = &mut signal => {
+                info!("stopping during start-up");
+                let _ = stop_serving.send(());
+                let _ = server.await;
+                return Ok(None);
+            }
+            ended = &mut server => return Err(server_ended(ended)),
+        };
+        let mut collector = match started {
+            Ok(started) => started?,
+            Err(panicked) => {
+                return Err(Error::CollectorEnded(Ending::Panicked(
+                    panicked.to_string(),
+                )));
+            }
+        };
+        info!(
+            "conntrack_exporter {} serving metrics at http://{address}{}",
+            env!("CARGO_PKG_VERSION"),
+            settings.listen_path.as_str()
+        );
+        // Serves until a signal, or until the collector thread or the server ends.
+        let served = collector
+            .serve_while_alive(signal, |shutdown| async {
+                tokio::select! {
+                    () = shutdown => None,
+                    ended = &mut server => Some(server_ended(ended)),
+                }
+            })
+            .await;
+        if let Ok(Some(error)) = served {
+            return Err(error);
+        }
+        info!("stopping");
+        let _ = stop_serving.send(());
+        let _ = server.await;
+        served.map_err(Error::CollectorStopped)?;
+        Ok(Some(collector))
+    });
     stop.store(true, Ordering::Relaxed);
-    match collector.join() {
-        Ending::Returned => {}
-        ending => warn!("the collector thread {ending} while stopping"),
+    // Neither a render nor a collector start-up still running may hold up the exit.
+    runtime.shutdown_background();
+    if let Some(collector) = outcome? {
+        join_collector(collector);
     }
     Ok(())
+}
+
+/// The error for an HTTP server that ended before it was told to: it never does, unless it
+/// panicked; the exporter then stops rather than go on unreachable.
+fn server_ended(ended: Result<(), tokio::task::JoinError>) -> Error {
+    Error::HttpServer(match ended {
+        Ok(()) => "it stopped unexpectedly".to_owned(),
+        Err(error) => error.to_string(),
+    })
+}
+
+/// Waits for the collector thread to end, for up to [`COLLECTOR_STOP_TIMEOUT`].
+fn join_collector(collector: SupervisedThread) {
+    match collector.join_within(COLLECTOR_STOP_TIMEOUT) {
+        Some(Ending::Returned) => {}
+        Some(ending) => warn!("the collector thread {ending} while stopping"),
+        None => warn!(
+            "the collector thread did not stop within {}s; exiting without it",
+            COLLECTOR_STOP_TIMEOUT.as_secs()
+        ),
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

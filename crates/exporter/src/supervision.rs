@@ -124,6 +124,16 @@ impl SupervisedThread {
         }
     }
 
+    /// Waits up to `limit` for the thread to end (the caller has asked it to stop), and says
+    /// how; `None` when it has not ended by then (it is left to the process's exit).
+    pub fn join_within(self, limit: std::time::Duration) -> Option<Ending> {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.handle.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.handle.is_finished().then(|| self.join())
+    }
+
     /// Waits for the thread to end (the caller has asked it to stop), and says how.
     pub fn join(self) -> Ending {
         self.handle

@@ -1,10 +1,14 @@
 //! Stopping: SIGTERM and SIGINT end the exporter with exit code 0, and with
 //! `--ensure-tracking` its nftables table `inet conntrack_exporter_<id>` goes on the way out,
-//! leaving other tables alone.
+//! leaving other tables alone. Open connections, idle or stalled, do not hold it up.
 
 mod common;
 
+use std::io::Write;
+use std::net::TcpStream;
+
 use common::start_exporter;
+use loadgen::hostile::{HalfSentRequests, UnreadPipelines, ZeroWindowStreams};
 use testkit::{http_get, nft};
 
 /// The start of the exporter's table's line in `nft list tables`.
@@ -54,5 +58,30 @@ fn sigint_stops_it_and_removes_the_tracking_table() {
     stops_cleanly_on(
         "sigint_stops_it_and_removes_the_tracking_table",
         libc::SIGINT,
+    );
+}
+
+#[test]
+fn sigterm_does_not_wait_for_slow_or_idle_connections() {
+    let test = "sigterm_does_not_wait_for_slow_or_idle_connections";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    let mut exporter = start_exporter(&[]);
+    let port = exporter.port;
+    let _half_sent = HalfSentRequests::open(port, 50).expect("opening half-sent requests");
+    let _unread = UnreadPipelines::open(port, 50, 20).expect("opening unread pipelines");
+    let _stalled = ZeroWindowStreams::open(port, "/metrics", 2, 8).expect("opening HTTP/2");
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    write!(idle, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("sending a request");
+
+    // Waits a bounded time for the exit: the connections are given a short grace period,
+    // not waited for.
+    let status = exporter.stop_with(libc::SIGTERM);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; its log:\n{}",
+        exporter.stderr.text()
     );
 }

@@ -187,19 +187,23 @@ impl Exporter {
         let port = self.port;
         let process = &mut self.process;
         let stderr = &self.stderr;
-        within("the exporter's landing page answers", deadline, || {
-            if let Some(status) = process.exit_status() {
-                panic!(
-                    "the exporter exited during start-up with {status}; its log:\n{}",
-                    stderr.text()
-                );
-            }
-            match http_get(port, "/") {
-                Ok((200, _)) => Ok(()),
-                Ok((status, _)) => Err(format!("HTTP status {status}")),
-                Err(error) => Err(error.to_string()),
-            }
-        });
+        within(
+            "the exporter is ready (its initial dump applied)",
+            deadline,
+            || {
+                if let Some(status) = process.exit_status() {
+                    panic!(
+                        "the exporter exited during start-up with {status}; its log:\n{}",
+                        stderr.text()
+                    );
+                }
+                match http_get(port, "/-/ready") {
+                    Ok((200, _)) => Ok(()),
+                    Ok((status, _)) => Err(format!("HTTP status {status}")),
+                    Err(error) => Err(error.to_string()),
+                }
+            },
+        );
     }
 
     /// The text of the metrics page.

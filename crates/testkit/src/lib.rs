@@ -31,6 +31,7 @@ mod exposition;
 mod host_counts;
 mod http;
 mod kernel_table;
+mod memory;
 mod namespace;
 mod process;
 mod temp_dir;
@@ -45,6 +46,7 @@ pub use crate::kernel_table::{
     TableEntry, address, conntrack_list, host_counts, kernel_host_counts, local_addresses,
     remote_host, state_group,
 };
+pub use crate::memory::{limit_open_files, peak_rss_bytes, rss_bytes};
 pub use crate::namespace::{Namespace, enter, exempt_port_from_tracking, free_port};
 pub use crate::process::{Captured, Process, run_to_exit};
 pub use crate::temp_dir::TempDir;

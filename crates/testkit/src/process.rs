@@ -173,19 +173,7 @@ impl Process {
 
     /// Resident memory in bytes; 0 once it has exited.
     pub fn rss_bytes(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map_or(0, |kib| kib * 1024)
+        crate::memory::rss_bytes(self.pid()).unwrap_or(0)
     }
 
     fn join_readers(&mut self) {

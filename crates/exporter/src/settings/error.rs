@@ -86,7 +86,7 @@ pub enum SettingsError {
     ResyncIntervalTooShort(String),
     /// Not a path the metrics can be served at.
     #[error(
-        "{0:?} is not a metrics path: expected an absolute path other than \"/\", such as \"/metrics\", made of letters, digits, '-', '.', '_' and '~' between single slashes, without \".\" or \"..\" segments"
+        "{0:?} is not a metrics path: expected an absolute path other than \"/\", such as \"/metrics\", made of letters, digits, '-', '.', '_' and '~' between single slashes, without \".\" or \"..\" segments, and outside \"/-/\" (the health endpoints)"
     )]
     ListenPath(String),
     /// Not a queue size, or one the kernel cannot use.

@@ -15,6 +15,7 @@ mod file;
 mod values;
 
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 
 use definition::define_settings;
@@ -72,6 +73,10 @@ define_settings! {
 
     /// Largest size in bytes the event receive queue doubles to after events were lost.
     netlink_buffer_max_bytes: QueueBytes = Flag::None;
+
+    /// HTTP connections open at once; when all are taken, the one quiet the longest makes
+    /// room.
+    max_connections: NonZeroUsize = Flag::long_value("N");
 }
 
 /// Checks the text of a config file as the exporter reads one at start: every key and value,
@@ -131,6 +136,7 @@ mod tests {
         );
         assert_eq!(settings.naming, Naming::Seed);
         assert!(!settings.ensure_tracking);
+        assert_eq!(settings.max_connections.get(), 512);
     }
 
     #[test]
@@ -200,6 +206,16 @@ mod tests {
                 "`netfilter` or `json`",
             ),
             ("debug = true\n[debug]\n", "test.toml:2: ", "duplicate key"),
+            (
+                "\nmax_connections = 0\n",
+                "test.toml:2: max_connections",
+                "nonzero",
+            ),
+            (
+                "listen_path = \"/-/ready\"\n",
+                "test.toml:1: ",
+                "health endpoints",
+            ),
             ("[web]\nport = 1\n", "test.toml:1: ", "unknown field `web`"),
         ];
         for (text, prefix, allowed) in cases {

@@ -67,6 +67,10 @@ impl FromStr for ListenPath {
                     .all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
         };
         match path.strip_prefix('/') {
+            // `/-/` holds the health endpoints.
+            Some(segments) if segments.starts_with("-/") => {
+                Err(SettingsError::ListenPath(text.to_owned()))
+            }
             Some(segments) if segments.split('/').all(clean_segment) => {
                 Ok(ListenPath(path.to_owned()))
             }

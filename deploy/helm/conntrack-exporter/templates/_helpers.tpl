@@ -166,8 +166,8 @@ basicAuth:
 {{- end }}
 
 {{/*
-A probe's action. Argument: dict "root" (the chart context) "path" (without a
-web configuration) "webPath" (with one).
+A probe's action. Argument: dict "root" (the chart context) "path" (a health
+endpoint; HTTPS with a web configuration, a TCP check with client certificates).
 */}}
 {{- define "conntrack-exporter.probeAction" -}}
 {{- if include "conntrack-exporter.clientCertRequired" .root -}}
@@ -175,7 +175,7 @@ tcpSocket:
   port: metrics
 {{- else -}}
 httpGet:
-  path: {{ if include "conntrack-exporter.webConfig" .root }}{{ .webPath }}{{ else }}{{ .path }}{{ end }}
+  path: {{ .path }}
   port: metrics
   {{- if include "conntrack-exporter.webConfig" .root }}
   scheme: {{ include "conntrack-exporter.scheme" .root | upper }}
