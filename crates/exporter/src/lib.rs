@@ -24,6 +24,7 @@ mod http;
 mod line_queue;
 mod logging;
 pub mod settings;
+mod signals;
 pub mod supervision;
 
 use std::net::SocketAddr;
@@ -51,13 +52,19 @@ const COLLECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
 /// printed as one line.
 pub fn run(args: Args) -> Result<(), Error> {
-    let settings = Settings::load(args.config.as_deref(), args.flags)?;
+    let settings = Settings::load(args.config.as_deref(), args.flags.clone())?;
     logging::init(settings.debug);
+    let (reconfigure, reconfigurations) = std::sync::mpsc::channel();
+    let reload = signals::ConfigReload::new(args.config, args.flags, settings.clone(), reconfigure);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    let signals = {
+        let _runtime = runtime.enter();
+        signals::Signals::install().map_err(Error::Signals)?
+    };
     let requested = SocketAddr::new(settings.bind_address, settings.listen_port);
     let listen_error = |source| Error::Listen {
         address: requested,
@@ -114,10 +121,19 @@ pub fn run(args: Args) -> Result<(), Error> {
                 let _ = serving_stopped.await;
             },
         ));
-        let mut signal = Box::pin(shutdown_signal());
+        let mut signal = Box::pin(signals.until_stop(reload));
         let starting = tokio::task::spawn_blocking({
             let stop = Arc::clone(&stop);
-            move || collector::start(collector_settings, tracker, status, counters, stop)
+            move || {
+                collector::start(
+                    collector_settings,
+                    tracker,
+                    status,
+                    counters,
+                    reconfigurations,
+                    stop,
+                )
+            }
         });
         let started = tokio::select! {
             started = starting => started,
@@ -187,22 +203,6 @@ fn join_collector(collector: SupervisedThread) {
             "the collector thread did not stop within {}s; exiting without it",
             COLLECTOR_STOP_TIMEOUT.as_secs()
         ),
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop the exporter with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
     }
 }
 
