@@ -23,6 +23,7 @@ pub mod exposition;
 mod http;
 mod line_queue;
 mod logging;
+mod privileges;
 pub mod settings;
 mod signals;
 pub mod supervision;
@@ -76,6 +77,10 @@ pub fn run(args: Args) -> Result<(), Error> {
     };
     // With port 0 the kernel picks the port: name the one it picked.
     let address = listener.local_addr().map_err(listen_error)?;
+    // The only socket that could need more (a port below 1024) is bound, and no other thread
+    // exists yet: every thread started from here on has only CAP_NET_ADMIN.
+    let kept = privileges::keep_only_net_admin().map_err(Error::Privileges)?;
+    log::debug!("capabilities kept: {kept:#x}");
 
     let _tracking = settings
         .ensure_tracking
