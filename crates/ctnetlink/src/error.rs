@@ -118,7 +118,7 @@ impl Error {
 
     fn kernel_errno(&self) -> Option<i32> {
         match self {
-            Error::Kernel { source, .. } => source.raw_os_error(),
+            Error::Kernel { source, .. } | Error::Rejected { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -46,6 +46,12 @@ impl NetlinkSocket {
         Ok(NetlinkSocket { socket })
     }
 
+    /// The port id the kernel gave this socket, unique among the netlink sockets of its
+    /// network namespace.
+    pub(crate) fn port_id(&self) -> u32 {
+        self.socket.portid()
+    }
+
     /// Sends one datagram, whole.
     pub(crate) fn send(&self, operation: &'static str, datagram: &[u8]) -> Result<(), Error> {
         let sent = self

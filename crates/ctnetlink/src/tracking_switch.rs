@@ -8,21 +8,32 @@
 //! conntrack table however busy it is, and an exporter that only reads the table would report
 //! no connections at all.
 //!
-//! [`enable`] adds the smallest ruleset that makes the kernel track: an `inet` table named
-//! [`TABLE_NAME`] holding one chain, [`CHAIN_NAME`], with one rule, `ct state != 0x0`. What
-//! matters is the `ct` expression in it: creating one takes a reference on the namespace's
-//! conntrack, for IPv4 and IPv6 in an `inet` table, and that reference is what switches
-//! tracking on. It is taken when the rule is added, not when a packet is evaluated, so the
-//! chain is a regular one with no hook: it is attached to no hook point, no packet ever
-//! traverses it, and it costs nothing per packet. Tracking itself costs what it costs. (The
-//! comparison after the load is for people: `nft` cannot print a bare load, so it would list
-//! an empty rule.)
+//! Two ways to hold the switch, with the same ruleset: an `inet` table holding one chain,
+//! [`CHAIN_NAME`], with one rule, `ct state != 0x0`. What matters is the `ct` expression in
+//! it: creating one takes a reference on the namespace's conntrack, for IPv4 and IPv6 in an
+//! `inet` table, and that reference is what switches tracking on. It is taken when the rule is
+//! added, not when a packet is evaluated, so the chain is a regular one with no hook: it is
+//! attached to no hook point, no packet ever traverses it, and it costs nothing per packet.
+//! Tracking itself costs what it costs. (The comparison after the load is for people: `nft`
+//! cannot print a bare load, so it would list an empty rule.)
+//!
+//! - [`OwnedSwitch`], what the exporter holds: a table named [`OWNED_TABLE_PREFIX`] followed
+//!   by the port id of the netlink socket that created it, with the nftables flag `owner`
+//!   (Linux 5.12 and later). The kernel ties such a table to that socket: nobody else may
+//!   delete or change it (`nft delete table` fails with "Operation not permitted", `nft flush
+//!   ruleset` leaves it), and the kernel deletes it when the socket is closed, however the
+//!   process ends, `SIGKILL` included. Port ids are unique in a namespace, so two holders
+//!   never share a table, and neither one's exit touches the other's.
+//! - [`enable`] and [`disable`]: the table [`TABLE_NAME`] that stays until deleted, for tools
+//!   and tests that switch tracking on in a namespace and leave. Older exporters used it as
+//!   theirs, so [`disable`] also removes what one of them, killed before it could clean up,
+//!   left behind.
 //!
 //! Each function sends one atomic nftables transaction and touches no other table, chain or
-//! rule. Both are idempotent: the table is created (if absent) and deleted before being built
-//! again, so enabling twice still leaves exactly one rule, and disabling a namespace without
-//! the table succeeds. [`disable`] removes the table; tracking stops only if nothing else in
-//! the namespace needs it. Both need `CAP_NET_ADMIN` in the namespace.
+//! rule. [`enable`] is idempotent: the table is created (if absent) and deleted before being
+//! built again, so enabling twice still leaves exactly one rule; [`disable`] of a namespace
+//! without the table succeeds. Tracking stops only once nothing else in the namespace needs
+//! it. Everything here needs `CAP_NET_ADMIN` in the namespace.
 //!
 //! The objects are built and encoded with libnftnl (see `ruleset.rs`, where every `unsafe`
 //! block of this module is); the transaction around them, its sending and the reading of the
@@ -30,6 +41,7 @@
 
 mod ruleset;
 
+use std::ffi::CString;
 use std::io;
 
 use conntrack_codec::{Header, Message, ParseError, frames, parse_message};
@@ -41,14 +53,66 @@ use ruleset::{Chain, Payload, Rule, Table};
 /// Name of the `inet` table that [`enable`] creates and [`disable`] deletes.
 pub const TABLE_NAME: &str = "conntrack_exporter";
 
-/// Name of the hookless chain inside [`TABLE_NAME`] that holds the `ct state` rule.
+/// Start of the name of every [`OwnedSwitch`] table; the netlink port id of its holder
+/// follows, for example `conntrack_exporter_2131754801`.
+pub const OWNED_TABLE_PREFIX: &str = "conntrack_exporter_";
+
+/// Name of the hookless chain inside each table that holds the `ct state` rule.
 pub const CHAIN_NAME: &str = "track_connections";
+
+/// `NFT_TABLE_F_OWNER` (linux/netfilter/nf_tables.h): the table belongs to the netlink socket
+/// that created it.
+const NFT_TABLE_F_OWNER: u32 = 2;
 
 /// Receive buffer for the acknowledgements. An error reply echoes its request, so it can be a
 /// few hundred bytes; one datagram never comes close to this.
 const RECEIVE_BUFFER: usize = 16 * 1024;
 
-/// Switches connection tracking on in the current network namespace, for IPv4 and IPv6.
+/// Connection tracking switched on in the current network namespace for as long as this
+/// value lives, through a table that only it can change or delete.
+///
+/// It holds the netlink socket that created the table; dropping it closes the socket, and the
+/// kernel deletes the table at once. The kernel does the same when the process dies, so a
+/// crash or `SIGKILL` leaves nothing behind. The socket is not `Send`: keep the switch on the
+/// thread that made it.
+pub struct OwnedSwitch {
+    /// The socket the table belongs to; never read, only kept open.
+    _socket: NetlinkSocket,
+    table_name: String,
+}
+
+impl OwnedSwitch {
+    /// Creates this holder's table `inet conntrack_exporter_<port id>`. Fails with
+    /// [`Error::Unsupported`] on a kernel older than 5.12, which cannot tie a table to its
+    /// creator.
+    pub fn on() -> Result<OwnedSwitch, Error> {
+        const OPERATION: &str = "switching connection tracking on";
+        let socket = NetlinkSocket::open(mnl::Bus::Netfilter, 0, OPERATION)?;
+        let table_name = format!("{OWNED_TABLE_PREFIX}{}", socket.port_id());
+        let name = CString::new(table_name.as_str()).expect("a table name without NUL");
+        let mut transaction = Transaction::default();
+        let table = Table::new(OPERATION, &name, NFT_TABLE_F_OWNER)?;
+        transaction.put(Step::AddOwnedTable, Payload::Table(&table));
+        transaction.put(
+            Step::AddChain,
+            Payload::Chain(&Chain::new(OPERATION, &name)?),
+        );
+        transaction.put(Step::AddRule, Payload::Rule(&Rule::new(OPERATION, &name)?));
+        transaction.commit_on(&socket, OPERATION)?;
+        Ok(OwnedSwitch {
+            _socket: socket,
+            table_name,
+        })
+    }
+
+    /// The name of the `inet` table, as `nft list tables` shows it.
+    pub fn table_name(&self) -> &str {
+        &self.table_name
+    }
+}
+
+/// Switches connection tracking on in the current network namespace, for IPv4 and IPv6, until
+/// [`disable`] (or the namespace's end).
 ///
 /// Replaces the table [`TABLE_NAME`] with a fresh copy holding one hookless chain and one
 /// `ct state != 0x0` rule, in one atomic transaction: calling it again leaves exactly one rule.
@@ -56,31 +120,36 @@ const RECEIVE_BUFFER: usize = 16 * 1024;
 /// picked up mid-stream).
 pub fn enable() -> Result<(), Error> {
     const OPERATION: &str = "switching connection tracking on";
-    let table = Table::new(OPERATION)?;
+    let table = Table::new(OPERATION, ruleset::TABLE, 0)?;
     let mut transaction = Transaction::default();
     // Creating before deleting makes the deletion succeed whether or not the table existed;
     // the transaction then builds it again from scratch.
     transaction.put(Step::AddTable, Payload::Table(&table));
     transaction.put(Step::DeleteTable, Payload::Table(&table));
     transaction.put(Step::AddTable, Payload::Table(&table));
-    transaction.put(Step::AddChain, Payload::Chain(&Chain::new(OPERATION)?));
-    transaction.put(Step::AddRule, Payload::Rule(&Rule::new(OPERATION)?));
+    let chain = Chain::new(OPERATION, ruleset::TABLE)?;
+    transaction.put(Step::AddChain, Payload::Chain(&chain));
+    let rule = Rule::new(OPERATION, ruleset::TABLE)?;
+    transaction.put(Step::AddRule, Payload::Rule(&rule));
     transaction.commit(OPERATION)
 }
 
-/// Removes the table [`TABLE_NAME`] from the current network namespace, and with it this
-/// crate's claim on connection tracking. Succeeds when the table is absent.
+/// Removes the table [`TABLE_NAME`] from the current network namespace, and with it its claim
+/// on connection tracking. Returns whether there was one to remove.
 ///
 /// Tracking stops once nothing else in the namespace needs it. The kernel releases the rule
 /// after the transaction returns, so it may go on tracking for a moment; entries already in
 /// the table stay until they time out.
-pub fn disable() -> Result<(), Error> {
-    const OPERATION: &str = "switching connection tracking off";
-    let table = Table::new(OPERATION)?;
+pub fn disable() -> Result<bool, Error> {
+    const OPERATION: &str = "removing table inet conntrack_exporter";
+    let table = Table::new(OPERATION, ruleset::TABLE, 0)?;
     let mut transaction = Transaction::default();
-    transaction.put(Step::AddTable, Payload::Table(&table));
     transaction.put(Step::DeleteTable, Payload::Table(&table));
-    transaction.commit(OPERATION)
+    match transaction.commit(OPERATION) {
+        Ok(()) => Ok(true),
+        Err(error) if error.is_not_found() => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// One message of the transaction, named in errors.
@@ -90,6 +159,8 @@ enum Step {
     Transaction,
     /// `NFT_MSG_NEWTABLE` (without `NLM_F_EXCL`: no error when it exists).
     AddTable,
+    /// `NFT_MSG_NEWTABLE` with the `owner` flag, `NLM_F_EXCL`: the name is new.
+    AddOwnedTable,
     /// `NFT_MSG_DELTABLE`, which also deletes the chains and rules inside.
     DeleteTable,
     /// `NFT_MSG_NEWCHAIN` of the hookless chain.
@@ -102,8 +173,9 @@ impl Step {
     fn describe(self) -> &'static str {
         match self {
             Step::Transaction => "the transaction",
-            Step::AddTable => "adding table inet conntrack_exporter",
-            Step::DeleteTable => "deleting table inet conntrack_exporter",
+            Step::AddTable => "adding the table",
+            Step::AddOwnedTable => "adding a table owned by its socket",
+            Step::DeleteTable => "deleting the table",
             Step::AddChain => "adding its chain",
             Step::AddRule => "adding its ct state rule",
         }
@@ -116,6 +188,10 @@ impl Step {
             // Never sent as a message of its own: `Transaction` writes the markers.
             Step::Transaction => (0, 0),
             Step::AddTable => (nft_message(libc::NFT_MSG_NEWTABLE), create),
+            Step::AddOwnedTable => (
+                nft_message(libc::NFT_MSG_NEWTABLE),
+                create | libc::NLM_F_EXCL as u16,
+            ),
             Step::DeleteTable => (nft_message(libc::NFT_MSG_DELTABLE), 0),
             Step::AddChain => (nft_message(libc::NFT_MSG_NEWCHAIN), create),
             Step::AddRule => (
@@ -130,8 +206,12 @@ impl Step {
         match (self, errno) {
             // nfnetlink rejects the batch as a whole when no nf_tables subsystem can be loaded.
             (Step::Transaction, libc::EOPNOTSUPP) => Some("nf_tables (CONFIG_NF_TABLES)"),
-            (Step::AddTable, libc::EAFNOSUPPORT) => {
+            (Step::AddTable | Step::AddOwnedTable, libc::EAFNOSUPPORT) => {
                 Some("the nf_tables inet family (CONFIG_NF_TABLES_INET)")
+            }
+            // Kernels before 5.12 refuse table flags they do not know.
+            (Step::AddOwnedTable, libc::EOPNOTSUPP | libc::EINVAL) => {
+                Some("nftables tables owned by their socket (Linux 5.12 or later)")
             }
             // An expression type that can be neither found nor loaded is ENOENT.
             (Step::AddRule, libc::ENOENT | libc::EOPNOTSUPP) => {
@@ -197,9 +277,16 @@ impl Transaction {
         datagram
     }
 
-    /// Sends the transaction and checks that the kernel accepted every step.
+    /// Sends the transaction over a socket of its own and checks that the kernel accepted
+    /// every step.
     fn commit(self, operation: &'static str) -> Result<(), Error> {
         let socket = NetlinkSocket::open(mnl::Bus::Netfilter, 0, operation)?;
+        self.commit_on(&socket, operation)
+    }
+
+    /// Sends the transaction over `socket`, which owns what it creates with the `owner` flag,
+    /// and checks that the kernel accepted every step.
+    fn commit_on(self, socket: &NetlinkSocket, operation: &'static str) -> Result<(), Error> {
         socket.send(operation, &self.datagram())?;
         // The kernel processes a netlink request inside `send`, so every answer is queued by
         // now (this is what `nft` relies on too). Reading without waiting until the queue is
@@ -372,6 +459,12 @@ mod tests {
         assert!(
             matches!(error, Error::Unsupported { feature, .. } if feature.contains("CONFIG_NFT_CT"))
         );
+        for errno in [libc::EOPNOTSUPP, libc::EINVAL] {
+            let error = Step::AddOwnedTable.rejected(OPERATION, errno);
+            assert!(error.to_string().contains("Linux 5.12 or later"), "{error}");
+            let error = Step::AddTable.rejected(OPERATION, errno);
+            assert!(matches!(error, Error::Rejected { .. }), "{error}");
+        }
     }
 
     #[test]
@@ -389,7 +482,7 @@ mod tests {
 
     #[test]
     fn the_transaction_is_one_well_formed_batch() {
-        let table = Table::new(OPERATION).unwrap();
+        let table = Table::new(OPERATION, ruleset::TABLE, 0).unwrap();
         let mut transaction = Transaction::default();
         transaction.put(Step::AddTable, Payload::Table(&table));
         transaction.put(Step::DeleteTable, Payload::Table(&table));

@@ -1,6 +1,7 @@
 //! Switching connection tracking on and off against the real kernel, each test in a private
 //! network namespace: real connections are tracked only after `enable`, the ruleset is exactly
-//! one table, chain and rule however often it runs, and other tables are left alone.
+//! one table, chain and rule however often it runs, and other tables are left alone. An owned
+//! switch's table is its own: others cannot delete it, and it goes with its holder.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -8,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ctnetlink::ConntrackSocket;
-use ctnetlink::tracking_switch::{self, CHAIN_NAME, TABLE_NAME};
+use ctnetlink::tracking_switch::{self, CHAIN_NAME, OWNED_TABLE_PREFIX, OwnedSwitch, TABLE_NAME};
 
 /// Opens a TCP connection to `address` on a fresh port, exchanges a byte each way, and
 /// returns the listener's port.
@@ -184,4 +185,103 @@ fn disabling_an_empty_ruleset_succeeds() {
     tracking_switch::enable().unwrap();
     let ruleset = nft(&["-j", "list", "ruleset"]);
     assert_eq!(count(&ruleset, "\"rule\": {"), 1, "{ruleset}");
+}
+
+/// The names of the `inet` tables in the namespace.
+fn tables() -> Vec<String> {
+    nft(&["list", "tables"])
+        .lines()
+        .filter_map(|line| line.strip_prefix("table inet ").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn an_owned_switch_tracks_until_dropped() {
+    let Some(_namespace) = testkit::enter("an_owned_switch_tracks_until_dropped") else {
+        return;
+    };
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let switch = OwnedSwitch::on().unwrap();
+    let name = switch.table_name().to_owned();
+    assert!(name.starts_with(OWNED_TABLE_PREFIX), "{name}");
+    assert_eq!(tables(), std::slice::from_ref(&name));
+    let listing = nft(&["list", "table", "inet", &name]);
+    assert!(listing.contains("flags owner"), "{listing}");
+    assert_eq!(count(&listing, "ct state != 0x0 comment"), 1, "{listing}");
+    let port = connect(v4);
+    assert_eq!(tracked(v4, port).1, 1, "connection not tracked");
+
+    drop(switch);
+    assert_eq!(
+        tables(),
+        Vec::<String>::new(),
+        "the table outlived its switch"
+    );
+}
+
+#[test]
+fn two_owned_switches_keep_their_own_tables() {
+    let Some(_namespace) = testkit::enter("two_owned_switches_keep_their_own_tables") else {
+        return;
+    };
+    let first = OwnedSwitch::on().unwrap();
+    let second = OwnedSwitch::on().unwrap();
+    assert_ne!(first.table_name(), second.table_name());
+    let mut both = vec![
+        first.table_name().to_owned(),
+        second.table_name().to_owned(),
+    ];
+    both.sort();
+    let mut listed = tables();
+    listed.sort();
+    assert_eq!(listed, both);
+
+    let kept = second.table_name().to_owned();
+    drop(first);
+    assert_eq!(tables(), [kept]);
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = connect(v4);
+    assert_eq!(
+        tracked(v4, port).1,
+        1,
+        "tracking stopped with the other switch"
+    );
+}
+
+#[test]
+fn others_cannot_remove_an_owned_table() {
+    let Some(_namespace) = testkit::enter("others_cannot_remove_an_owned_table") else {
+        return;
+    };
+    let switch = OwnedSwitch::on().unwrap();
+    let name = switch.table_name();
+
+    let deleted = testkit::run("nft", &["delete", "table", "inet", name]);
+    let error = deleted.expect_err("nft deleted a table it does not own");
+    assert!(
+        error.to_string().contains("Operation not permitted"),
+        "{error}"
+    );
+    let flushed = testkit::run("nft", &["flush", "ruleset"]);
+    assert!(flushed.is_ok(), "{flushed:?}");
+    let deleted = testkit::run("nft", &["delete", "chain", "inet", name, CHAIN_NAME]);
+    assert!(deleted.is_err(), "nft deleted a chain of an owned table");
+    assert_eq!(tables(), [name.to_owned()]);
+
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    ConntrackSocket::open().unwrap().flush(None).unwrap();
+    let port = connect(v4);
+    assert_eq!(tracked(v4, port).1, 1, "tracking stopped");
+}
+
+#[test]
+fn disable_says_whether_a_table_was_there() {
+    let Some(_namespace) = testkit::enter("disable_says_whether_a_table_was_there") else {
+        return;
+    };
+    let switch = OwnedSwitch::on().unwrap();
+    assert!(!tracking_switch::disable().unwrap());
+    tracking_switch::enable().unwrap();
+    assert!(tracking_switch::disable().unwrap());
+    assert_eq!(tables(), [switch.table_name().to_owned()]);
 }

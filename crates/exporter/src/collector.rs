@@ -59,6 +59,17 @@ enum Reason {
     Startup,
     Periodic,
     EventsLost,
+    /// A config reload changed `ignore_hosts`: every entry is classified again.
+    Reload,
+}
+
+/// What a config reload (SIGHUP) changes in the running collector.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reconfiguration {
+    /// Remote hosts not counted.
+    pub ignore_hosts: Vec<HostPattern>,
+    /// Periodic resync interval; `None`: none.
+    pub resync_interval: Option<Duration>,
 }
 
 /// Starts the collector thread. Returns once the sockets are open and the initial dump is
@@ -70,11 +81,12 @@ pub(crate) fn start(
     tracker: Arc<Tracker>,
     status: Arc<Status>,
     counters: Counters,
+    reconfigurations: mpsc::Receiver<Reconfiguration>,
     stop: Arc<AtomicBool>,
 ) -> Result<SupervisedThread, Error> {
     let (started, startup) = mpsc::channel();
     let thread = SupervisedThread::spawn("collector", move || {
-        let collector = Collector::open(settings, tracker, status, counters);
+        let collector = Collector::open(settings, tracker, status, counters, reconfigurations);
         let mut collector = match collector {
             Ok(collector) => collector,
             Err(error) => {
@@ -163,6 +175,8 @@ struct Collector {
     applier: Applier,
     status: Arc<Status>,
     settings: CollectorSettings,
+    /// Config reloads, applied once per tick.
+    reconfigurations: mpsc::Receiver<Reconfiguration>,
     queue_bytes: usize,
     started: Instant,
     last_resync_end: Instant,
@@ -182,6 +196,7 @@ impl Collector {
         tracker: Arc<Tracker>,
         status: Arc<Status>,
         counters: Counters,
+        reconfigurations: mpsc::Receiver<Reconfiguration>,
     ) -> Result<Collector, Error> {
         let events = EventSocket::subscribe(EventGroups::ALL)?;
         let queue = events.set_receive_queue(settings.netlink_buffer_bytes)?;
@@ -224,6 +239,7 @@ impl Collector {
             queue_bytes: settings.netlink_buffer_bytes,
             next_periodic: settings.resync_interval.map(|interval| now + interval),
             settings,
+            reconfigurations,
             started: now,
             last_resync_end: now,
             last_dump_duration: Duration::ZERO,
@@ -255,6 +271,7 @@ impl Collector {
             let now = Instant::now();
             if now >= next_housekeeping {
                 next_housekeeping = now + TICK;
+                self.reconfigure();
                 self.reload_local_addresses();
                 self.run_timers();
             }
@@ -395,12 +412,14 @@ impl Collector {
                     duration.as_secs_f64()
                 );
             }
-            Reason::Periodic | Reason::EventsLost => {
-                if reason == Reason::Periodic {
-                    counters.resyncs_periodic.increment(1);
-                } else {
-                    counters.resyncs_events_lost.increment(1);
-                    self.loss_pending = false;
+            Reason::Periodic | Reason::EventsLost | Reason::Reload => {
+                match reason {
+                    Reason::Periodic => counters.resyncs_periodic.increment(1),
+                    Reason::Reload => counters.resyncs_reload.increment(1),
+                    _ => {
+                        counters.resyncs_events_lost.increment(1);
+                        self.loss_pending = false;
+                    }
                 }
                 let corrected = outcome.corrected();
                 counters.resync_corrected.increment(corrected);
@@ -448,6 +467,25 @@ impl Collector {
                 }
             }
             Err(error) => debug!("reading the kernel statistics failed: {error}"),
+        }
+    }
+
+    /// Applies the latest config reload, if one came: a new resync interval counts from now;
+    /// new `ignore_hosts` take a resync, which classifies every connection again.
+    fn reconfigure(&mut self) {
+        let Some(latest) = self.reconfigurations.try_iter().last() else {
+            return;
+        };
+        if latest.resync_interval != self.settings.resync_interval {
+            self.settings.resync_interval = latest.resync_interval;
+            self.next_periodic = latest.resync_interval.map(|every| Instant::now() + every);
+        }
+        if latest.ignore_hosts != self.settings.ignore_hosts {
+            let local = self.applier.classifier.local_addresses().clone();
+            self.applier.classifier = Classifier::new(latest.ignore_hosts.clone());
+            self.applier.classifier.set_local_addresses(local);
+            self.settings.ignore_hosts = latest.ignore_hosts;
+            self.resync_logging_errors(Reason::Reload);
         }
     }
 

@@ -49,6 +49,12 @@ pub enum Error {
     /// The asynchronous runtime of the HTTP endpoint could not be built.
     #[error("cannot start the HTTP runtime: {0}")]
     Runtime(io::Error),
+    /// Capabilities beyond `CAP_NET_ADMIN` could not be dropped.
+    #[error("cannot drop capabilities: {0}")]
+    Privileges(io::Error),
+    /// The handlers of SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 could not be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(io::Error),
     /// The HTTP server ended before it was told to (it never does, unless it panicked): the
     /// exporter stops rather than go on unreachable.
     #[error("the HTTP server failed: {0}")]

@@ -216,6 +216,8 @@ pub struct Counters {
     pub resyncs_periodic: Counter,
     /// Resyncs after lost events.
     pub resyncs_events_lost: Counter,
+    /// Resyncs after a config reload changed which hosts are counted.
+    pub resyncs_reload: Counter,
     /// Entries corrected by all resyncs after the first.
     pub resync_corrected: Counter,
     /// Event log lines dropped because standard output did not take them in time.
@@ -275,6 +277,7 @@ impl Exposition {
                 resyncs_startup: counter!("conntrack_exporter_resyncs_total", "reason" => "startup"),
                 resyncs_periodic: counter!("conntrack_exporter_resyncs_total", "reason" => "periodic"),
                 resyncs_events_lost: counter!("conntrack_exporter_resyncs_total", "reason" => "events_lost"),
+                resyncs_reload: counter!("conntrack_exporter_resyncs_total", "reason" => "reload"),
                 resync_corrected: counter!("conntrack_exporter_resync_corrected_entries_total"),
                 event_log_dropped: counter!("conntrack_exporter_event_log_dropped_total"),
             }

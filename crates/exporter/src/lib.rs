@@ -23,7 +23,9 @@ pub mod exposition;
 mod http;
 mod line_queue;
 mod logging;
+mod privileges;
 pub mod settings;
+mod signals;
 pub mod supervision;
 
 use std::net::SocketAddr;
@@ -65,7 +67,7 @@ fn say_if_kernel_accounting_is_off() {
 /// a user can meet (no `CAP_NET_ADMIN`, port in use, invalid config); its text is meant to be
 /// printed as one line.
 pub fn run(args: Args) -> Result<(), Error> {
-    let settings = Settings::load(args.config.as_deref(), args.flags)?;
+    let settings = Settings::load(args.config.as_deref(), args.flags.clone())?;
     logging::init(settings.debug);
     let web = match settings.web_config_file.get() {
         Some(path) => {
@@ -79,11 +81,17 @@ pub fn run(args: Args) -> Result<(), Error> {
         Some(_) => "https",
         None => "http",
     };
+    let (reconfigure, reconfigurations) = std::sync::mpsc::channel();
+    let reload = signals::ConfigReload::new(args.config, args.flags, settings.clone(), reconfigure);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    let signals = {
+        let _runtime = runtime.enter();
+        signals::Signals::install().map_err(Error::Signals)?
+    };
     let requested = SocketAddr::new(settings.bind_address, settings.listen_port);
     let listen_error = |source| Error::Listen {
         address: requested,
@@ -95,10 +103,14 @@ pub fn run(args: Args) -> Result<(), Error> {
     };
     // With port 0 the kernel picks the port: name the one it picked.
     let address = listener.local_addr().map_err(listen_error)?;
+    // The only socket that could need more (a port below 1024) is bound, and no other thread
+    // exists yet: every thread started from here on has only CAP_NET_ADMIN.
+    let kept = privileges::keep_only_net_admin().map_err(Error::Privileges)?;
+    log::debug!("capabilities kept: {kept:#x}");
 
     let _tracking = settings
         .ensure_tracking
-        .then(TrackingSwitch::on)
+        .then(switch_tracking_on)
         .transpose()?;
 
     let tracker = Arc::new(if settings.accounting {
@@ -152,10 +164,19 @@ pub fn run(args: Args) -> Result<(), Error> {
                 let _ = serving_stopped.await;
             },
         );
-        let mut signal = Box::pin(shutdown_signal());
+        let mut signal = Box::pin(signals.until_stop(reload));
         let starting = tokio::task::spawn_blocking({
             let stop = Arc::clone(&stop);
-            move || collector::start(collector_settings, tracker, status, counters, stop)
+            move || {
+                collector::start(
+                    collector_settings,
+                    tracker,
+                    status,
+                    counters,
+                    reconfigurations,
+                    stop,
+                )
+            }
         });
         let started = tokio::select! {
             started = starting => started,
@@ -228,42 +249,23 @@ fn join_collector(collector: SupervisedThread) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop the exporter with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-}
-
-/// Connection tracking switched on for the exporter's lifetime; dropping it switches the
-/// exporter's own nftables table off again.
-struct TrackingSwitch;
-
-impl TrackingSwitch {
-    fn on() -> Result<TrackingSwitch, ctnetlink::Error> {
-        ctnetlink::tracking_switch::enable()?;
-        info!(
-            "connection tracking switched on (nftables table inet {})",
-            ctnetlink::tracking_switch::TABLE_NAME
-        );
-        Ok(TrackingSwitch)
-    }
-}
-
-impl Drop for TrackingSwitch {
-    fn drop(&mut self) {
-        match ctnetlink::tracking_switch::disable() {
-            Ok(()) => info!("connection tracking switch removed"),
-            Err(error) => warn!("could not remove the connection tracking switch: {error}"),
+/// Switches connection tracking on for the exporter's lifetime through a table of its own,
+/// which the kernel deletes when the exporter ends, however it ends. Then a leftover of the
+/// shared table that older exporters used (killed before they could remove it) is removed:
+/// after, so that tracking has no gap, and a missing privilege is reported once.
+fn switch_tracking_on() -> Result<ctnetlink::tracking_switch::OwnedSwitch, ctnetlink::Error> {
+    use ctnetlink::tracking_switch::{self, OwnedSwitch, TABLE_NAME};
+    let switch = OwnedSwitch::on()?;
+    info!(
+        "connection tracking switched on (nftables table inet {}, removed at exit)",
+        switch.table_name()
+    );
+    match tracking_switch::disable() {
+        Ok(true) => {
+            info!("removed the leftover nftables table inet {TABLE_NAME} of an earlier run")
         }
+        Ok(false) => {}
+        Err(error) => warn!("could not remove the nftables table inet {TABLE_NAME}: {error}"),
     }
+    Ok(switch)
 }

@@ -40,6 +40,11 @@ impl Log for StderrLogger {
 /// Installs the logger: info and above, or debug and above with `debug`.
 pub(crate) fn init(debug: bool) {
     let _ = log::set_logger(&StderrLogger);
+    set_debug(debug);
+}
+
+/// Shows debug lines from now on, or stops showing them (a reload of `debug`).
+pub(crate) fn set_debug(debug: bool) {
     log::set_max_level(if debug {
         LevelFilter::Debug
     } else {

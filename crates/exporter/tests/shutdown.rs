@@ -1,5 +1,5 @@
 //! Stopping: SIGTERM and SIGINT end the exporter with exit code 0, and with
-//! `--ensure-tracking` it removes its nftables table `inet conntrack_exporter` on the way out,
+//! `--ensure-tracking` its nftables table `inet conntrack_exporter_<id>` goes on the way out,
 //! leaving other tables alone. Open connections, idle or stalled, do not hold it up.
 
 mod common;
@@ -11,7 +11,8 @@ use common::start_exporter;
 use loadgen::hostile::{HalfSentRequests, UnreadPipelines, ZeroWindowStreams};
 use testkit::{http_get, nft};
 
-const TABLE: &str = "table inet conntrack_exporter";
+/// The start of the exporter's table's line in `nft list tables`.
+const TABLE: &str = "table inet conntrack_exporter_";
 
 fn stops_cleanly_on(test: &str, signal: libc::c_int) {
     let Some(_namespace) = testkit::enter(test) else {

@@ -17,7 +17,7 @@ use nftnl_sys as sys;
 use crate::error::Error;
 use crate::socket::AlignedBuffer;
 
-/// The table's name as libnftnl takes it (a unit test checks it against `TABLE_NAME`).
+/// The shared table's name as libnftnl takes it (a unit test checks it against `TABLE_NAME`).
 pub(super) const TABLE: &CStr = c"conntrack_exporter";
 /// The chain's name as libnftnl takes it.
 pub(super) const CHAIN: &CStr = c"track_connections";
@@ -70,7 +70,7 @@ impl<T> Drop for Object<T> {
     }
 }
 
-/// The table `inet conntrack_exporter`.
+/// An `inet` table.
 pub(super) struct Table(Object<sys::nftnl_table>);
 
 /// Its chain, attached to no hook.
@@ -104,15 +104,21 @@ fn copied(result: c_int, operation: &'static str, what: &'static str) -> Result<
 }
 
 impl Table {
-    pub(super) fn new(operation: &'static str) -> Result<Table, Error> {
-        let name = sys::NFTNL_TABLE_NAME as u16;
+    /// The table `name` with the `NFT_TABLE_*` `flags` (0 for none).
+    pub(super) fn new(operation: &'static str, name: &CStr, flags: u32) -> Result<Table, Error> {
+        let (name_attribute, flags_attribute) =
+            (sys::NFTNL_TABLE_NAME as u16, sys::NFTNL_TABLE_FLAGS as u16);
         // SAFETY: the allocator returns NULL or a new table that `nftnl_table_free` frees;
-        // the table is live when its name is set, and libnftnl copies the NUL-terminated name.
+        // the table is live when its attributes are set, and libnftnl copies the
+        // NUL-terminated name.
         let (table, named) = unsafe {
             let Some(table) = Object::adopt(sys::nftnl_table_alloc(), sys::nftnl_table_free) else {
                 return Err(allocation(operation, "a table"));
             };
-            let named = sys::nftnl_table_set_str(table.as_ptr(), name, TABLE.as_ptr());
+            let named = sys::nftnl_table_set_str(table.as_ptr(), name_attribute, name.as_ptr());
+            if flags != 0 {
+                sys::nftnl_table_set_u32(table.as_ptr(), flags_attribute, flags);
+            }
             (table, named)
         };
         copied(named, operation, "the table name")?;
@@ -121,8 +127,9 @@ impl Table {
 }
 
 impl Chain {
-    /// No hook, priority, type or policy: that is what makes it a regular (non-base) chain.
-    pub(super) fn new(operation: &'static str) -> Result<Chain, Error> {
+    /// The chain in `table`. No hook, priority, type or policy: that is what makes it a
+    /// regular (non-base) chain.
+    pub(super) fn new(operation: &'static str, table_name: &CStr) -> Result<Chain, Error> {
         let (table, name) = (sys::NFTNL_CHAIN_TABLE as u16, sys::NFTNL_CHAIN_NAME as u16);
         // SAFETY: the allocator returns NULL or a new chain that `nftnl_chain_free` frees;
         // the chain is live when its names are set, and libnftnl copies the NUL-terminated
@@ -132,7 +139,7 @@ impl Chain {
                 return Err(allocation(operation, "a chain"));
             };
             let named = [
-                sys::nftnl_chain_set_str(chain.as_ptr(), table, TABLE.as_ptr()),
+                sys::nftnl_chain_set_str(chain.as_ptr(), table, table_name.as_ptr()),
                 sys::nftnl_chain_set_str(chain.as_ptr(), name, CHAIN.as_ptr()),
             ];
             (chain, named)
@@ -149,7 +156,7 @@ impl Rule {
     /// reference. The comparison is there for people: `nft` cannot print a bare load (it
     /// lists an empty rule, which `nft list ruleset` then `nft -f` silently drops), but
     /// prints this one as `ct state != 0x0` and restores it.
-    pub(super) fn new(operation: &'static str) -> Result<Rule, Error> {
+    pub(super) fn new(operation: &'static str, table_name: &CStr) -> Result<Rule, Error> {
         let (table, chain) = (sys::NFTNL_RULE_TABLE as u16, sys::NFTNL_RULE_CHAIN as u16);
         let userdata = comment_userdata();
         let userdata_length = userdata.len() as u32;
@@ -162,7 +169,7 @@ impl Rule {
                 return Err(allocation(operation, "a rule"));
             };
             let set = [
-                sys::nftnl_rule_set_str(rule.as_ptr(), table, TABLE.as_ptr()),
+                sys::nftnl_rule_set_str(rule.as_ptr(), table, table_name.as_ptr()),
                 sys::nftnl_rule_set_str(rule.as_ptr(), chain, CHAIN.as_ptr()),
                 sys::nftnl_rule_set_data(
                     rule.as_ptr(),
@@ -280,9 +287,10 @@ mod tests {
 
     #[test]
     fn every_message_fits_a_quarter_of_its_room() {
-        let table = Table::new("testing").unwrap();
-        let chain = Chain::new("testing").unwrap();
-        let rule = Rule::new("testing").unwrap();
+        let table =
+            Table::new("testing", TABLE, crate::tracking_switch::NFT_TABLE_F_OWNER).unwrap();
+        let chain = Chain::new("testing", TABLE).unwrap();
+        let rule = Rule::new("testing", TABLE).unwrap();
         for payload in [
             Payload::Table(&table),
             Payload::Chain(&chain),
@@ -299,7 +307,7 @@ mod tests {
 
     #[test]
     fn the_rule_carries_its_names_comment_and_expressions() {
-        let rule = Rule::new("testing").unwrap();
+        let rule = Rule::new("testing", TABLE).unwrap();
         let message = encode(Payload::Rule(&rule), 0x0a06, 0, 1);
         let contains = |needle: &[u8]| message.windows(needle.len()).any(|w| w == needle);
         assert!(contains(TABLE.to_bytes_with_nul()));

@@ -124,6 +124,17 @@ macro_rules! define_settings {
             )+
         }
 
+        impl Settings {
+            /// The keys whose values differ between `self` and `other`, in definition order.
+            pub(crate) fn changed_keys(&self, other: &Settings) -> Vec<&'static str> {
+                let mut changed = Vec::new();
+                $(if self.$key != other.$key {
+                    changed.push(stringify!($key));
+                })+
+                changed
+            }
+        }
+
         /// Settings as one source gives them (built-in defaults, config file, flags): any
         /// may be absent.
         #[derive(Debug, Clone, Default)]

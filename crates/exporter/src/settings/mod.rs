@@ -102,6 +102,22 @@ define_settings! {
     public_health_endpoints: bool = Flag::long_switch();
 }
 
+/// The settings that a reload of the config file (SIGHUP) applies while the exporter runs:
+/// the log level, which hosts are counted (followed by a resync that classifies every
+/// connection again) and the resync interval (counted from the reload). The others (the
+/// listening socket, the tracking switch, metric names, the host timeout, the event log, the
+/// queues, the web configuration) take effect at the next start; a reload that changes one of
+/// them names it in a log line.
+pub(crate) const RELOADABLE: &[&str] = &["debug", "ignore_hosts", "resync_interval"];
+
+/// Checks the text of a config file as the exporter reads one at start: every key and value,
+/// over the built-in defaults. `origin` names the file in the error, which is the one line a
+/// user would see. For tools that vet a file before installing it, and for the fuzz target
+/// that holds the loader to "an error, never a panic".
+pub fn check_config_text(origin: &str, text: &str) -> Result<(), SettingsError> {
+    Settings::over_defaults(Layer::parse(origin, text)?).map(drop)
+}
+
 impl Settings {
     /// Resolves the built-in defaults overlaid by the file at `path` (if any), overlaid by
     /// `flags`.
@@ -111,6 +127,19 @@ impl Settings {
             None => Layer::default(),
         };
         Settings::over_defaults(file.overlay(flags))
+    }
+
+    /// The settings a reload gives: the file at `path` read again, under the same `flags`.
+    /// Returns them with the keys that changed but take effect only at restart.
+    pub(crate) fn reload(
+        &self,
+        path: Option<&Path>,
+        flags: Layer,
+    ) -> Result<(Settings, Vec<&'static str>), SettingsError> {
+        let reloaded = Settings::load(path, flags)?;
+        let mut needing_restart = self.changed_keys(&reloaded);
+        needing_restart.retain(|key| !RELOADABLE.contains(key));
+        Ok((reloaded, needing_restart))
     }
 
     /// Resolves the built-in defaults overlaid by `layer`, and checks the settings against
@@ -134,6 +163,34 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
     use std::time::Duration;
+
+    #[test]
+    fn every_reloadable_key_is_a_setting() {
+        for key in RELOADABLE {
+            assert!(DEFINITIONS.iter().any(|d| d.key == *key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_reload_names_the_changes_that_need_a_restart() {
+        let directory = std::env::temp_dir().join(format!("reload-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("config.toml");
+        std::fs::write(&path, "debug = false\nlisten_port = 9318\n").unwrap();
+        let running = Settings::load(Some(&path), Layer::default()).unwrap();
+        std::fs::write(
+            &path,
+            "debug = true\nlisten_port = 9319\nnaming = \"plain\"\n",
+        )
+        .unwrap();
+        let (reloaded, needing_restart) = running.reload(Some(&path), Layer::default()).unwrap();
+        assert!(reloaded.debug);
+        assert_eq!(needing_restart, ["listen_port", "naming"]);
+        std::fs::write(&path, "debug = maybe\n").unwrap();
+        let error = running.reload(Some(&path), Layer::default()).unwrap_err();
+        assert!(!error.to_string().contains('\n'), "{error}");
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
 
     fn load_text(text: &str) -> Result<Settings, SettingsError> {
         Settings::over_defaults(Layer::parse("test.toml", text)?)
