@@ -27,7 +27,7 @@ const ENTRIES: u32 = 20_000;
 /// and the remote hosts are drawn from.
 fn address(random: &mut Random) -> IpAddr {
     let bits = random.next_u64();
-    if bits % 4 == 0 {
+    if bits.is_multiple_of(4) {
         let groups = [(bits >> 8) as u16, (bits >> 24) as u16, (bits >> 40) as u16];
         IpAddr::V6(Ipv6Addr::new(
             0xfd00, 0, 0, 0, 0, groups[0], groups[1], groups[2],

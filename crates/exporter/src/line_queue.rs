@@ -132,11 +132,9 @@ fn write_lines(queued: &Receiver<String>, mut out: impl Write, stream: &str, dro
                 None
             };
         }
-        if !failed {
-            if let Err(error) = out.write_all(&batch).and_then(|()| out.flush()) {
-                warn!("writing to {stream} failed: {error}; its lines are dropped from now on");
-                failed = true;
-            }
+        if !failed && let Err(error) = out.write_all(&batch).and_then(|()| out.flush()) {
+            warn!("writing to {stream} failed: {error}; its lines are dropped from now on");
+            failed = true;
         }
         if failed {
             dropped.increment(lines);

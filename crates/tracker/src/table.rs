@@ -1085,7 +1085,7 @@ mod tests {
         }
 
         fn entry(host: u8, port: u8, state: Option<u8>) -> Entry {
-            let remote = if host % 2 == 0 {
+            let remote = if host.is_multiple_of(2) {
                 format!("10.0.1.{host}")
             } else {
                 format!("fd00::1:{host}")

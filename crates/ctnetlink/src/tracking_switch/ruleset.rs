@@ -300,7 +300,7 @@ mod tests {
             let header = Header::parse(&message).unwrap();
             assert_eq!(header.length as usize, message.len());
             assert_eq!(header.sequence, 9);
-            assert!(message.len() % 4 == 0);
+            assert!(message.len().is_multiple_of(4));
             assert!(message.len() < MESSAGE_ROOM / 4, "{} bytes", message.len());
         }
     }
