@@ -32,10 +32,12 @@ impl CommandFactory for Args {
             .version(env!("CARGO_PKG_VERSION"))
             .about(
                 "Prometheus exporter for Linux connection tracking: per remote host, how many \
-                 TCP connections are opening, open, closing and recently closed.",
+                 connections are opening, open, closing and recently closed, and how many \
+                 opened, closed and failed.",
             )
             .after_help(format!(
-                "Every flag has a key of the same name (with underscores) in the config file; \
+                "Every flag has a key of the same name (with underscores for dashes and dots) in \
+                 the config file; \
                  flags override the file, the file overrides the built-in defaults. Keys with \
                  no flag: {}; the default file config/conntrack_exporter.toml documents them \
                  all. Needs CAP_NET_ADMIN to read the connection tracking table.",
