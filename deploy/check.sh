@@ -283,16 +283,18 @@ check "promtool test rules alerts_test.yaml" promtool test rules "$DEPLOY_DIR/pr
 
 # systemd-analyze verify loads the unit the way systemd would and refuses a
 # missing ExecStart binary. It runs against a temporary root holding a stub
-# executable at /usr/local/bin/conntrack_exporter, the system's own units
-# (for the targets the unit depends on) and the unit file unchanged.
+# executable at /usr/local/bin/conntrack_exporter, the host's own kill (for
+# ExecReload), the system's own units (for the targets the unit depends on) and
+# the unit file unchanged.
 # verify exits 0 even for unknown keys or unparsable values (it only warns
 # and ignores them), so any output counts as a failure.
 SYSTEMD_ROOT=$WORK_DIR/systemd-root
 UNIT_NAME=conntrack-exporter.service
 prepare_systemd_root() {
-    mkdir -p "$SYSTEMD_ROOT/usr/local/bin" "$SYSTEMD_ROOT/etc/systemd/system" "$SYSTEMD_ROOT/usr/lib/systemd"
+    mkdir -p "$SYSTEMD_ROOT/usr/local/bin" "$SYSTEMD_ROOT/etc/systemd/system" "$SYSTEMD_ROOT/usr/lib/systemd" "$SYSTEMD_ROOT/bin"
     printf '#!/bin/sh\nexit 0\n' >"$SYSTEMD_ROOT/usr/local/bin/conntrack_exporter"
     chmod 0755 "$SYSTEMD_ROOT/usr/local/bin/conntrack_exporter"
+    cp /bin/kill "$SYSTEMD_ROOT/bin/kill"
     cp -a "$(realpath /usr/lib/systemd/system)" "$SYSTEMD_ROOT/usr/lib/systemd/system"
     cp "$DEPLOY_DIR/systemd/$UNIT_NAME" "$SYSTEMD_ROOT/etc/systemd/system/$UNIT_NAME"
 }
