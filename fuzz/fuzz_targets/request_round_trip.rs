@@ -75,6 +75,7 @@ fuzz_target!(|asked: Asked| {
         original,
         reply: None,
         tcp_state: asked.tcp_state.map(TcpState::from_raw),
+        protocol_state: None,
         timeout: asked.timeout,
         status: Status(asked.status),
         mark: asked.mark,
