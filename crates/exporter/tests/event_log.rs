@@ -185,11 +185,5 @@ fn an_event_log_nobody_reads_never_holds_up_the_numbers() {
         "{destroyed} destroy events applied for {deleted} deletions"
     );
 
-    let status = exporter.stop_with(libc::SIGTERM);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{status}; its log:\n{}",
-        exporter.stderr.text()
-    );
+    exporter.stop_cleanly();
 }

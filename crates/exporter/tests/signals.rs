@@ -97,8 +97,7 @@ fn sigusr1_and_sigusr2_leave_it_running() {
     wait_for_log(&exporter, "SIGUSR2 ignored");
     assert_eq!(http_get(exporter.port, "/metrics").unwrap().0, 200);
     assert!(exporter.process.exit_status().is_none());
-    let status = exporter.stop_with(libc::SIGTERM);
-    assert_eq!(status.code(), Some(0), "{status}");
+    exporter.stop_cleanly();
 }
 
 #[test]
@@ -145,8 +144,7 @@ fn sighup_reloads_the_config_file() {
     exporter.signal(libc::SIGHUP);
     wait_for_logged(&exporter, "applied: debug", 2);
     wait_for_logged(&exporter, "taking effect only at restart: naming", 2);
-    let status = exporter.stop_with(libc::SIGTERM);
-    assert_eq!(status.code(), Some(0), "{status}");
+    exporter.stop_cleanly();
 }
 
 #[test]

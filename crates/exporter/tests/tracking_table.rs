@@ -64,8 +64,7 @@ fn two_exporters_keep_their_own_tables() {
         .collect();
     assert_eq!(second_table.len(), 1, "{both:?}");
 
-    let status = first.stop_with(libc::SIGTERM);
-    assert_eq!(status.code(), Some(0), "{status}: {}", first.stderr.text());
+    first.stop_cleanly();
     assert_eq!(exporter_tables(), second_table);
     assert!(a_new_connection_is_tracked(), "{}", second.stderr.text());
 }

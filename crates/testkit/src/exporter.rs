@@ -262,6 +262,18 @@ impl Exporter {
         self.process.wait_for_exit(test_deadline())
     }
 
+    /// Stops it with SIGTERM and checks that it exits with code 0; panics with its log if not.
+    #[track_caller]
+    pub fn stop_cleanly(&mut self) {
+        let status = self.stop_with(libc::SIGTERM);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{status}; its log:\n{}",
+            self.stderr.text()
+        );
+    }
+
     /// Waits until the per-host numbers on the metrics page equal the kernel's table read
     /// through the `conntrack` tool, and returns them. The table is read before and after
     /// the scrape; only a scrape between two equal readings counts, so a table that is still
