@@ -83,9 +83,10 @@ impl PodUids {
 /// Cost: one listing of `/proc`, one `stat` of `/proc/<pid>/ns/net` per process on the
 /// node, and one read of `/proc/<pid>/cgroup` per process found in one of `namespaces`;
 /// memory in proportion to `namespaces`. It does not grow with the number of namespaces
-/// asked, so ask for all of them in one call; and it grows with the number of processes, so
-/// call it when namespaces appear and on a slow rescan, never per event. It does not
-/// block: procfs answers from memory.
+/// asked, so ask for all of them in one call; and it grows with the number of processes
+/// (about 12 µs each, 32 µs for one in an asked namespace, on a loaded 2-core machine: the
+/// `pod_uids` bench), so call it when namespaces appear and on a slow rescan, never per
+/// event. It does not block: procfs answers from memory.
 ///
 /// A process that ends during the walk is skipped. Only each process's main thread is looked
 /// at: a thread that entered another namespace (as the exporter's own do) does not count.
