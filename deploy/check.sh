@@ -323,6 +323,9 @@ check "chart refuses a TLS Secret without a web configuration" \
 check "schema rejects a namespaces pattern with a directory" \
     expect_failure "specifications of the schema" "/namespaces/patterns/0" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set namespaces.enabled=true --set 'namespaces.patterns={netns/*}'
+check "schema rejects the node's root directory as namespaces.hostPath" \
+    expect_failure "specifications of the schema" "/namespaces/hostPath" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set namespaces.enabled=true --set namespaces.hostPath=/
 check "chart refuses pod UIDs without pod namespaces" \
     expect_failure "namespaces.podUid needs namespaces.enabled" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set namespaces.podUid=true
