@@ -240,7 +240,11 @@ fn the_series_bound_counts_the_rest_as_other_and_frees_places() {
         let scrape = exporter.scrape();
         match gauge(&scrape, "conntrack_exporter_series") {
             0.0 => Ok(()),
-            series => Err(format!("{series} label sets besides other")),
+            series => Err(format!(
+                "{series} label sets besides other, {} resyncs; log:\n{}",
+                scrape.sum("conntrack_exporter_resyncs_total"),
+                exporter.stderr.text()
+            )),
         }
     });
     let newcomers = 50;
