@@ -68,6 +68,7 @@ fn render(c: &mut Criterion) {
             Arc::new(Status::default()),
             Naming::Seed,
             labels,
+            Arc::default(),
             accounting,
             Duration::from_secs(300),
         );

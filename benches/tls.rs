@@ -166,6 +166,7 @@ fn over_tls(c: &mut Criterion) {
         Arc::new(Status::default()),
         Naming::Seed,
         tracker::LabelNames::default(),
+        Arc::default(),
         false,
         Duration::from_secs(300),
     );

@@ -20,7 +20,8 @@ use ctnetlink::ConntrackSocket;
 use serde_json::{Value, json};
 
 use testkit::{
-    Exporter, ExporterCommand, Process, SEED_FAMILIES, Scrape, TempDir, with_connections,
+    Exporter, ExporterCommand, Process, SEED_FAMILIES, Scrape, TempDir, peak_rss_bytes,
+    with_connections,
 };
 
 use crate::workload::{create, flush, kernel_counts};
@@ -55,7 +56,9 @@ impl Options {
             entries: 100_000,
             scale_entries: 250_000,
             churn_seconds: 60,
-            phases: vec!["burst".into(), "scale".into(), "churn".into()],
+            phases: ["burst", "scale", "churn", "cardinality"]
+                .map(String::from)
+                .into(),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         for pair in args.chunks(2) {
@@ -72,7 +75,7 @@ impl Options {
                 "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
                 other => panic!(
                     "unknown option {other}; known: --exporter PATH, --entries N, \
-                     --scale-entries N, --churn-seconds S, --phases burst,scale,churn"
+                     --scale-entries N, --churn-seconds S, --phases burst,scale,churn,cardinality"
                 ),
             }
         }
@@ -104,7 +107,8 @@ fn main() {
             "burst" => harness.bursts(),
             "scale" => harness.scale(),
             "churn" => harness.churn(),
-            other => panic!("unknown phase {other}; known: burst, scale, churn"),
+            "cardinality" => harness.cardinality(),
+            other => panic!("unknown phase {other}; known: burst, scale, churn, cardinality"),
         };
         report.insert(phase.clone(), result);
     }
@@ -285,10 +289,10 @@ impl Harness<'_> {
         let rss_empty = exporter.process.rss_bytes();
         create(self.socket, 2, 1000, 1000);
         self.settle(&exporter).expect("exact at 1k connections");
-        let small = scrape_times(&exporter);
+        let small = scrape_times(&exporter, SCRAPES);
         create_range(self.socket, 2, 1000, big, 1000);
         self.settle(&exporter).expect("exact at the large table");
-        let large = scrape_times(&exporter);
+        let large = scrape_times(&exporter, SCRAPES);
         let rss_full = exporter.process.rss_bytes();
         drop(exporter);
 
@@ -296,7 +300,7 @@ impl Harness<'_> {
         let exporter = self.start_exporter("resync_interval = \"0\"\n");
         create(self.socket, 3, big, 10_000);
         self.settle(&exporter).expect("exact with 10k hosts");
-        let many_hosts = scrape_times(&exporter);
+        let many_hosts = scrape_times(&exporter, SCRAPES);
         drop(exporter);
 
         // Start-up and resync with the large table in place, and scrapes during resyncs.
@@ -410,6 +414,79 @@ impl Harness<'_> {
     }
 }
 
+impl Harness<'_> {
+    /// As many distinct remote addresses as the large table has connections (a scan, or SYNs
+    /// from spoofed sources), under the default `max_series`, next to a fifth of them with no
+    /// bound: unbounded, the full size makes pages that take longer to render than a scrape
+    /// here waits (see `benches/README.md` for its figures).
+    fn cardinality(&mut self) -> Value {
+        let addresses = self.options.scale_entries;
+        let bounded = self.distinct_addresses("resync_interval = \"0\"\n", addresses, SCRAPES);
+        let unbounded = self.distinct_addresses(
+            "resync_interval = \"0\"\nmax_series = 0\n",
+            addresses / 5,
+            20,
+        );
+        let ratio = |key: &str| {
+            bounded[key].as_f64().unwrap_or(f64::NAN) / unbounded[key].as_f64().unwrap_or(f64::NAN)
+        };
+        let p50 = |run: &Value| run["scrape"]["p50_ms"].as_f64().unwrap_or(f64::NAN);
+        json!({
+            "distinct_remote_addresses": addresses,
+            "distinct_remote_addresses_without_bound": addresses / 5,
+            "default_bound": bounded,
+            "no_bound": unbounded,
+            "samples_bounded_vs_unbounded": ratio("samples"),
+            "page_bytes_bounded_vs_unbounded": ratio("page_bytes"),
+            "rss_growth_bounded_vs_unbounded": ratio("rss_growth_bytes"),
+            "scrape_p50_bounded_vs_unbounded": p50(&bounded) / p50(&unbounded),
+        })
+    }
+
+    /// One exporter started with `config`, facing `addresses` connections to as many
+    /// distinct remote addresses; `scrapes` scrapes timed once its numbers add up to the
+    /// kernel's table.
+    fn distinct_addresses(&mut self, config: &str, addresses: u32, scrapes: usize) -> Value {
+        flush(self.socket);
+        let exporter = self.start_exporter(config);
+        let rss_empty = exporter.process.rss_bytes();
+        create(self.socket, 5, addresses, addresses);
+        // The sum over every label set, `other` included, is what must equal the table.
+        let socket = &mut *self.socket;
+        let exact = testkit::poll_until(Instant::now() + SETTLE_DEADLINE, || {
+            let sets = exporter.scrape().label_set_counts(SEED_FAMILIES)?;
+            let sum: u64 = sets.values().flatten().sum();
+            let kernel: u64 = kernel_counts(socket).values().flatten().sum();
+            if sum == kernel {
+                Ok(())
+            } else {
+                Err(format!("{sum} of {kernel}"))
+            }
+        });
+        let text = exporter.metrics_text();
+        let samples = text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .count();
+        let scrape = Scrape::parse(&text).expect("parsing the page");
+        let timed = scrape_times(&exporter, scrapes);
+        let rss = exporter.process.rss_bytes();
+        json!({
+            "config": config,
+            "exact": exact.is_ok(),
+            "series_gauge": value(&scrape, "conntrack_exporter_series", &[]),
+            "overflow_connections": value(&scrape, "conntrack_exporter_overflow_connections", &[]),
+            "samples": samples,
+            "page_bytes": text.len(),
+            "scrape": timed,
+            "rss_empty_bytes": rss_empty,
+            "rss_bytes": rss,
+            "rss_growth_bytes": rss.saturating_sub(rss_empty),
+            "peak_rss_bytes": peak_rss_bytes(exporter.process.pid()).unwrap_or_default(),
+        })
+    }
+}
+
 /// Creates entries `from..to` of `round`.
 fn create_range(socket: &mut ConntrackSocket, round: u32, from: u32, to: u32, hosts: u32) {
     for index in from..to {
@@ -424,14 +501,14 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape.value(name, labels).unwrap_or(0.0)
 }
 
-/// p50 and p99 of [`SCRAPES`] scrapes, in milliseconds.
-fn scrape_times(exporter: &Exporter) -> Value {
-    let mut times: Vec<f64> = (0..SCRAPES)
+/// p50 and p99 of `scrapes` scrapes, in milliseconds.
+fn scrape_times(exporter: &Exporter, scrapes: usize) -> Value {
+    let mut times: Vec<f64> = (0..scrapes)
         .map(|_| exporter.time_scrape().as_secs_f64() * 1e3)
         .collect();
     times.sort_by(f64::total_cmp);
     let at = |quantile: f64| times[((times.len() - 1) as f64 * quantile).round() as usize];
-    json!({ "p50_ms": at(0.5), "p99_ms": at(0.99), "scrapes": SCRAPES })
+    json!({ "p50_ms": at(0.5), "p99_ms": at(0.99), "scrapes": scrapes })
 }
 
 /// Waits until `process` has used no CPU for half a second: it has read everything.

@@ -10,7 +10,7 @@ use conntrack_codec::{EntryKind, EntryMessage, ParseError};
 use ctnetlink::addresses::{self, AddressChanges};
 use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 use log::{debug, info, warn};
-use tracker::{Classifier, HostPattern, LabelNames, ProtocolSet, Tracker};
+use tracker::{Classifier, HostLabels, HostPattern, LabelNames, ProtocolSet, Tracker};
 
 use crate::error::Error;
 use crate::event_log::EventLog;
@@ -43,6 +43,8 @@ pub(crate) struct CollectorSettings {
     pub protocols: ProtocolSet,
     /// Labels of the per-connection families.
     pub labels: LabelNames,
+    /// The values of the `host` label (groups, networks).
+    pub hosts: Arc<HostLabels>,
     /// Periodic resync interval; `None`: none.
     pub resync_interval: Option<Duration>,
     /// Initial receive queue size.
@@ -186,6 +188,8 @@ struct Collector {
     loss_pending: bool,
     next_kernel_figures: Instant,
     tracking_hint_given: bool,
+    /// The log said that the series limit was reached.
+    series_limit_told: bool,
 }
 
 impl Collector {
@@ -214,7 +218,8 @@ impl Collector {
         let address_changes = AddressChanges::subscribe()?;
         let mut classifier = Classifier::new(settings.ignore_hosts.clone())
             .with_protocols(settings.protocols)
-            .with_labels(settings.labels.clone());
+            .with_labels(settings.labels.clone())
+            .with_hosts(Arc::clone(&settings.hosts));
         classifier
             .set_local_addresses(addresses::local_addresses().map_err(Error::LocalAddresses)?);
         let table = ConntrackSocket::open()?;
@@ -246,6 +251,7 @@ impl Collector {
             loss_pending: false,
             next_kernel_figures: now,
             tracking_hint_given: false,
+            series_limit_told: false,
         })
     }
 
@@ -340,6 +346,19 @@ impl Collector {
         if now >= self.next_kernel_figures {
             self.next_kernel_figures = now + KERNEL_FIGURES_INTERVAL;
             self.refresh_kernel_figures();
+        }
+        let tracker = &self.applier.tracker;
+        if !self.series_limit_told && tracker.series_limit_reached() {
+            self.series_limit_told = true;
+            warn!(
+                "max_series reached: {} label sets are in the output; the connections of \
+                 further label sets are counted under labels that all read \"other\" \
+                 (conntrack_exporter_overflow_connections) until label sets leave the output \
+                 after host_idle_timeout. Consider host_groups or host_prefix_length_v4/v6",
+                tracker
+                    .series_limit()
+                    .map_or(0, std::num::NonZeroUsize::get)
+            );
         }
         if !self.tracking_hint_given
             && !self.applier.seen_any
@@ -481,9 +500,9 @@ impl Collector {
             self.next_periodic = latest.resync_interval.map(|every| Instant::now() + every);
         }
         if latest.ignore_hosts != self.settings.ignore_hosts {
-            let local = self.applier.classifier.local_addresses().clone();
-            self.applier.classifier = Classifier::new(latest.ignore_hosts.clone());
-            self.applier.classifier.set_local_addresses(local);
+            self.applier
+                .classifier
+                .set_ignore(latest.ignore_hosts.clone());
             self.settings.ignore_hosts = latest.ignore_hosts;
             self.resync_logging_errors(Reason::Reload);
         }
@@ -551,6 +570,7 @@ mod tests {
             status,
             Naming::Plain,
             tracker::LabelNames::default(),
+            Arc::default(),
             false,
             idle,
         );

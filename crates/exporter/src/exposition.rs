@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,7 +29,9 @@ use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
 use tokio::sync::watch;
-use tracker::{LabelCounts, LabelNames, LabelSet, StateGroup, Totals, Tracker};
+use tracker::{
+    HostLabels, LabelCounts, LabelName, LabelNames, LabelSet, StateGroup, Totals, Tracker,
+};
 
 use crate::settings::Naming;
 
@@ -232,6 +235,8 @@ pub struct Exposition {
     status: Arc<Status>,
     names: [&'static str; 4],
     labels: LabelNames,
+    /// What the `host` values of label sets stand for (group names).
+    hosts: Arc<HostLabels>,
     /// The counter families per label set: with accounting, the byte and packet ones too.
     counter_families: Vec<CounterFamily>,
     host_idle_timeout: Duration,
@@ -251,6 +256,7 @@ impl Exposition {
         status: Arc<Status>,
         naming: Naming,
         labels: LabelNames,
+        hosts: Arc<HostLabels>,
         accounting: bool,
         host_idle_timeout: Duration,
     ) -> (Exposition, Counters) {
@@ -292,6 +298,7 @@ impl Exposition {
             status,
             names,
             labels,
+            hosts,
             counter_families: COUNTER_FAMILIES
                 .into_iter()
                 .chain(ACCOUNTING_FAMILIES.into_iter().filter(|_| accounting))
@@ -333,7 +340,7 @@ impl Exposition {
                 }
                 host_gauges.insert(host.labels, gauges);
             }
-            self.publish_status(hosts.len());
+            self.publish_status(&hosts);
         });
         let mut text = self.handle.render();
         self.write_counters(&hosts, &mut text);
@@ -372,7 +379,7 @@ impl Exposition {
             .labels
             .names()
             .iter()
-            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&set.value(name))))
+            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&self.value(set, name))))
             .collect();
         format!("{{{}}}", pairs.join(","))
     }
@@ -381,16 +388,29 @@ impl Exposition {
     fn label_pairs(&self, set: &LabelSet) -> Vec<Label> {
         let names = self.labels.names().iter();
         names
-            .map(|&name| Label::new(name.as_str(), set.value(name)))
+            .map(|&name| Label::new(name.as_str(), self.value(set, name)))
             .collect()
     }
 
-    fn publish_status(&self, hosts: usize) {
+    /// The text of the label `name` of `set`: every label value of the page comes from here.
+    fn value(&self, set: &LabelSet, name: LabelName) -> String {
+        set.value(name, &self.hosts)
+    }
+
+    /// Publishes the exporter's own gauges; `sets` are the label sets in the output.
+    fn publish_status(&self, sets: &[LabelCounts]) {
         let status = &self.status;
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
         gauge!("conntrack_exporter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         gauge!("conntrack_exporter_connections").set(self.tracker.connections() as f64);
-        gauge!("conntrack_exporter_hosts").set(hosts as f64);
+        gauge!("conntrack_exporter_hosts").set(sets.len() as f64);
+        let overflow = sets.iter().find(|set| set.labels.overflow);
+        let bounded = sets.len() - usize::from(overflow.is_some());
+        gauge!("conntrack_exporter_series").set(bounded as f64);
+        let limit = self.tracker.series_limit().map_or(0, NonZeroUsize::get);
+        gauge!("conntrack_exporter_series_limit").set(limit as f64);
+        let overflowed: u32 = overflow.map_or(0, |set| set.counts.iter().sum());
+        gauge!("conntrack_exporter_overflow_connections").set(f64::from(overflowed));
         gauge!("conntrack_exporter_resync_duration_seconds")
             .set(load(&status.last_resync_nanos) / 1e9);
         gauge!("conntrack_exporter_resync_corrected_entries")
@@ -572,6 +592,18 @@ fn describe_self_metrics() {
         "Label sets (remote hosts, with the default labels) in the output now."
     );
     describe_gauge!(
+        "conntrack_exporter_series",
+        "Label sets in the output other than the overflow set (labels \"other\"); at most conntrack_exporter_series_limit."
+    );
+    describe_gauge!(
+        "conntrack_exporter_series_limit",
+        "The most label sets in the output besides the overflow set (max_series); 0: no bound."
+    );
+    describe_gauge!(
+        "conntrack_exporter_overflow_connections",
+        "Connections counted now in the overflow label set, whose labels all read \"other\", because max_series was reached."
+    );
+    describe_gauge!(
         "conntrack_exporter_kernel_table_entries",
         "Entries in the kernel's conntrack table, all protocols."
     );
@@ -611,8 +643,16 @@ mod tests {
         let tracker = Arc::new(Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, _) =
-            Exposition::new(Arc::clone(&tracker), status, naming, labels, false, idle);
+        let hosts = Arc::default();
+        let (exposition, _) = Exposition::new(
+            Arc::clone(&tracker),
+            status,
+            naming,
+            labels,
+            hosts,
+            false,
+            idle,
+        );
         (exposition, tracker)
     }
 
@@ -670,6 +710,56 @@ mod tests {
             "conntrack_connections_opened_total{host=\"10.0.0.9\"} 1\n",
             "conntrack_connections_closed_total{host=\"10.0.0.9\"} 1\n",
             "conntrack_connections_failed_total{host=\"10.0.0.9\"} 1\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn groups_are_named_and_label_sets_beyond_the_bound_read_other() {
+        let groups = [tracker::HostGroup::parse("db", ["10.0.1.0/24"]).unwrap()];
+        let hosts = Arc::new(tracker::HostLabels::new(&groups, 32, 128).unwrap());
+        let labels: LabelNames = "host,service_port".parse().unwrap();
+        let tracker = Arc::new(Tracker::new().with_series_limit(NonZeroUsize::new(2)));
+        let (exposition, _) = Exposition::new(
+            Arc::clone(&tracker),
+            Arc::new(Status::default()),
+            Naming::Seed,
+            labels.clone(),
+            Arc::clone(&hosts),
+            false,
+            Duration::from_secs(300),
+        );
+        let mut classifier = Classifier::new(Vec::new())
+            .with_labels(labels)
+            .with_hosts(hosts);
+        classifier.set_local_addresses(["10.0.0.1".parse().unwrap()].into());
+        for (remote, port) in [
+            ("10.0.1.7", 5432),
+            ("10.0.1.8", 5432),
+            ("10.0.0.9", 443),
+            ("10.0.0.10", 443),
+            ("10.0.0.11", 80),
+        ] {
+            let mut entry = Entry::new(Tuple::tcp(
+                "10.0.0.1".parse().unwrap(),
+                40000,
+                remote.parse().unwrap(),
+                port,
+            ));
+            entry.tcp_state = Some(TcpState::Established);
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        let text = exposition.render();
+        for sample in [
+            "conntrack_open_connections_total{host=\"db\",service_port=\"5432\"} 2\n",
+            "conntrack_open_connections_total{host=\"10.0.0.9\",service_port=\"443\"} 1\n",
+            "conntrack_open_connections_total{host=\"other\",service_port=\"other\"} 2\n",
+            "conntrack_connections_opened_total{host=\"other\",service_port=\"other\"} 2\n",
+            "conntrack_exporter_series 2\n",
+            "conntrack_exporter_series_limit 2\n",
+            "conntrack_exporter_overflow_connections 2\n",
+            "conntrack_exporter_hosts 3\n",
         ] {
             assert!(text.contains(sample), "{sample} missing from {text}");
         }
@@ -764,5 +854,9 @@ mod tests {
         }
         assert!(!text.contains("_connections_total"));
         assert!(text.contains("conntrack_exporter_hosts 1\n"));
+        // No bound: no overflow set either.
+        assert!(text.contains("conntrack_exporter_series 1\n"));
+        assert!(text.contains("conntrack_exporter_series_limit 0\n"));
+        assert!(text.contains("conntrack_exporter_overflow_connections 0\n"));
     }
 }

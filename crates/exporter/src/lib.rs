@@ -29,13 +29,14 @@ mod signals;
 pub mod supervision;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use log::{info, warn};
 use tokio::sync::oneshot;
-use tracker::Tracker;
+use tracker::{HostLabels, Tracker};
 
 pub use crate::cli::Args;
 use crate::collector::CollectorSettings;
@@ -113,18 +114,28 @@ pub fn run(args: Args) -> Result<(), Error> {
         .then(switch_tracking_on)
         .transpose()?;
 
-    let tracker = Arc::new(if settings.accounting {
+    let tracker = if settings.accounting {
         say_if_kernel_accounting_is_off();
         Tracker::with_accounting()
     } else {
         Tracker::new()
-    });
+    };
+    let tracker = Arc::new(tracker.with_series_limit(NonZeroUsize::new(settings.max_series)));
+    let hosts = Arc::new(
+        HostLabels::new(
+            &settings.host_groups.0,
+            settings.host_prefix_length_v4.0,
+            settings.host_prefix_length_v6.0,
+        )
+        .map_err(settings::SettingsError::from)?,
+    );
     let status = Arc::new(Status::default());
     let (exposition, counters) = Exposition::new(
         Arc::clone(&tracker),
         Arc::clone(&status),
         settings.naming,
         settings.labels.0.clone(),
+        Arc::clone(&hosts),
         settings.accounting,
         settings.host_idle_timeout.0,
     );
@@ -138,6 +149,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         ignore_hosts: settings.ignore_hosts.0.clone(),
         protocols: settings.protocols.0,
         labels: settings.labels.0.clone(),
+        hosts,
         resync_interval: settings.resync_interval.get(),
         netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
         netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,

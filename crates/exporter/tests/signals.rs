@@ -182,3 +182,48 @@ fn sighup_applies_new_ignore_hosts() {
         &[("198.51.100.7", Some(2.0)), ("198.51.100.8", None)],
     );
 }
+
+#[test]
+fn sighup_keeps_host_groups_and_names_them_as_needing_a_restart() {
+    let test = "sighup_keeps_host_groups_and_names_them_as_needing_a_restart";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    create_tcp("10.0.0.1", 40001, "198.51.100.7", 80, TcpState::Established);
+    create_tcp("10.0.0.1", 40002, "203.0.113.8", 80, TcpState::Established);
+    let groups = |name: &str| {
+        format!(
+            "host_prefix_length_v4 = 24\n\n[[host_groups]]\nname = \"{name}\"\n\
+             networks = [\"198.51.100.0/24\"]\n"
+        )
+    };
+    let directory = TempDir::new(test);
+    let config = directory.write("config.toml", &groups("web"));
+    let exporter = start_exporter(&["--config", config.to_str().unwrap()]);
+    wait_for_open(
+        &exporter,
+        &[("web", Some(1.0)), ("203.0.113.0/24", Some(1.0))],
+    );
+
+    // New ignore_hosts apply at once, and the resync that follows classifies every
+    // connection again with the same groups and networks.
+    let ignoring = "ignore_hosts = [\"203.0.113.8\"]\n";
+    directory.write("config.toml", &format!("{ignoring}{}", groups("web")));
+    exporter.signal(libc::SIGHUP);
+    wait_for_log(&exporter, "config reloaded; applied: ignore_hosts");
+    create_tcp("10.0.0.1", 40003, "198.51.100.9", 80, TcpState::Established);
+    wait_for_open(&exporter, &[("web", Some(2.0)), ("203.0.113.0/24", None)]);
+
+    // Groups decide every aggregate's key: a change waits for a restart.
+    directory.write("config.toml", &format!("{ignoring}{}", groups("www")));
+    exporter.signal(libc::SIGHUP);
+    wait_for_log(&exporter, "taking effect only at restart: host_groups");
+    create_tcp(
+        "10.0.0.1",
+        40004,
+        "198.51.100.10",
+        80,
+        TcpState::Established,
+    );
+    wait_for_open(&exporter, &[("web", Some(3.0)), ("www", None)]);
+}

@@ -3,9 +3,11 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use conntrack_codec::{Entry, Protocol, Tuple};
 
+use crate::hosts::HostLabels;
 use crate::labels::{Direction, LabelName, LabelNames, LabelSet};
 use crate::patterns::{HostPattern, HostPatterns};
 use crate::protocols::ProtocolSet;
@@ -40,6 +42,8 @@ pub struct Classifier {
     ignore: HostPatterns,
     labels: LabelNames,
     protocols: ProtocolSet,
+    /// The `host` values; shared with whatever turns them into text.
+    hosts: Arc<HostLabels>,
 }
 
 /// The two ends of a connection as the classifier sees them.
@@ -60,7 +64,18 @@ impl Classifier {
             ignore: ignore.into_iter().collect(),
             labels: LabelNames::default(),
             protocols: ProtocolSet::TCP,
+            hosts: Arc::default(),
         }
+    }
+
+    /// This classifier, giving `host` the values of `hosts` (groups, networks).
+    pub fn with_hosts(self, hosts: Arc<HostLabels>) -> Classifier {
+        Classifier { hosts, ..self }
+    }
+
+    /// Replaces the patterns of the remote hosts not counted.
+    pub fn set_ignore(&mut self, ignore: Vec<HostPattern>) {
+        self.ignore = ignore.into_iter().collect();
     }
 
     /// This classifier, counting connections of `protocols`.
@@ -128,7 +143,7 @@ impl Classifier {
             Direction::Forwarded
         };
         LabelSet {
-            host: chosen(LabelName::Host).then_some(ends.host),
+            host: chosen(LabelName::Host).then(|| self.hosts.host(ends.host)),
             direction: chosen(LabelName::Direction).then_some(direction),
             service_port: original
                 .dst_port()
@@ -136,6 +151,7 @@ impl Classifier {
             local_host: chosen(LabelName::LocalHost).then_some(ends.local_host),
             protocol: chosen(LabelName::Protocol).then_some(original.protocol),
             zone: chosen(LabelName::Zone).then_some(entry.zone.unwrap_or(0)),
+            overflow: false,
         }
     }
 
@@ -175,10 +191,15 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hosts::Host;
     use conntrack_codec::{Status, TcpState};
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    fn host(text: &str) -> Option<Host> {
+        Some(Host::Address(ip(text)))
     }
 
     fn tcp_entry(src: &str, sport: u16, dst: &str, dport: u16, state: TcpState) -> Entry {
@@ -199,7 +220,7 @@ mod tests {
         let c = classifier(&["10.0.0.1"], &[]);
         let entry = tcp_entry("10.0.0.1", 40000, "10.0.0.9", 5432, TcpState::Established);
         let class = c.classify(&entry).unwrap();
-        assert_eq!(class.labels.host, Some(ip("10.0.0.9")));
+        assert_eq!(class.labels.host, host("10.0.0.9"));
         assert_eq!(class.remote_port, Some(5432));
         assert_eq!(class.group, Some(StateGroup::Open));
     }
@@ -209,7 +230,7 @@ mod tests {
         let c = classifier(&["fd00::1"], &[]);
         let entry = tcp_entry("fd00::7", 51000, "fd00::1", 443, TcpState::SynRecv);
         let class = c.classify(&entry).unwrap();
-        assert_eq!(class.labels.host, Some(ip("fd00::7")));
+        assert_eq!(class.labels.host, host("fd00::7"));
         assert_eq!(class.remote_port, Some(51000));
         assert_eq!(class.group, Some(StateGroup::Opening));
     }
@@ -226,10 +247,7 @@ mod tests {
             TcpState::Established,
         );
         entry.reply = Some(Tuple::tcp(ip("10.0.0.1"), 8080, ip("192.0.2.7"), 50000));
-        assert_eq!(
-            c.classify(&entry).unwrap().labels.host,
-            Some(ip("192.0.2.7"))
-        );
+        assert_eq!(c.classify(&entry).unwrap().labels.host, host("192.0.2.7"));
     }
 
     #[test]
@@ -240,7 +258,7 @@ mod tests {
         let mut entry = tcp_entry("172.17.0.2", 40000, "192.0.2.9", 443, TcpState::Established);
         entry.reply = Some(Tuple::tcp(ip("192.0.2.9"), 443, ip("203.0.113.1"), 61000));
         let class = c.classify(&entry).unwrap();
-        assert_eq!(class.labels.host, Some(ip("192.0.2.9")));
+        assert_eq!(class.labels.host, host("192.0.2.9"));
         assert_eq!(class.remote_port, Some(443));
     }
 
@@ -256,7 +274,7 @@ mod tests {
         );
         assert_eq!(
             c.classify(&entry).unwrap().labels.host,
-            Some(ip("198.51.100.1"))
+            host("198.51.100.1")
         );
     }
 
@@ -282,7 +300,7 @@ mod tests {
         let c = every_label(classifier(&["10.0.0.1"], &[]));
         let label_set = |entry: &Entry| {
             let labels = c.classify(entry).unwrap().labels;
-            LabelName::ALL.map(|name| labels.value(name))
+            LabelName::ALL.map(|name| labels.value(name, &HostLabels::default()))
         };
         let mut out = tcp_entry("10.0.0.1", 40000, "10.0.0.9", 5432, TcpState::Established);
         out.zone = Some(3);

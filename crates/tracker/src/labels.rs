@@ -4,7 +4,8 @@
 //! A [`LabelSet`] is computed once per connection, when it is classified, and is the key of
 //! its aggregate: whatever labels are chosen, an event costs one aggregate adjustment.
 //! Labels that are not chosen stay empty in the set, so connections that differ only in them
-//! share one aggregate (removing `host` sums over hosts).
+//! share one aggregate (removing `host` sums over hosts). With a bound on the number of label
+//! sets, connections of label sets beyond it share [`LabelSet::OVERFLOW`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -12,12 +13,13 @@ use std::str::FromStr;
 
 use conntrack_codec::Protocol;
 
+use crate::hosts::{Host, HostLabels, OVERFLOW_VALUE};
 use crate::protocols::protocol_name;
 
 /// One label the per-connection families can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LabelName {
-    /// The remote address.
+    /// The remote address, its network or its group.
     Host,
     /// `out`, `in` or `forwarded`.
     Direction,
@@ -158,8 +160,8 @@ impl Direction {
 /// (and, for `service_port`, when the protocol has no ports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct LabelSet {
-    /// The remote address.
-    pub host: Option<IpAddr>,
+    /// The remote address, its network or its group.
+    pub host: Option<Host>,
     /// Who opened the connection.
     pub direction: Option<Direction>,
     /// The original destination port.
@@ -170,16 +172,34 @@ pub struct LabelSet {
     pub protocol: Option<Protocol>,
     /// The conntrack zone.
     pub zone: Option<u16>,
+    /// This is the overflow set, whatever the other fields say.
+    pub overflow: bool,
 }
 
 impl LabelSet {
-    /// The value of the label `name` as the output shows it; empty when the set has none.
-    pub fn value(&self, name: LabelName) -> String {
+    /// The set where the connections of label sets beyond the bound are counted: every label
+    /// reads `other`.
+    pub const OVERFLOW: LabelSet = LabelSet {
+        host: None,
+        direction: None,
+        service_port: None,
+        local_host: None,
+        protocol: None,
+        zone: None,
+        overflow: true,
+    };
+
+    /// The value of the label `name` as the output shows it, a host value as `hosts` writes
+    /// it; empty when the set has none.
+    pub fn value(&self, name: LabelName, hosts: &HostLabels) -> String {
         fn text(value: Option<impl ToString>) -> String {
             value.map(|value| value.to_string()).unwrap_or_default()
         }
+        if self.overflow {
+            return OVERFLOW_VALUE.to_owned();
+        }
         match name {
-            LabelName::Host => text(self.host),
+            LabelName::Host => self.host.map(|host| hosts.text(host)).unwrap_or_default(),
             LabelName::Direction => text(self.direction.map(Direction::as_str)),
             LabelName::ServicePort => text(self.service_port),
             LabelName::LocalHost => text(self.local_host),
@@ -218,15 +238,19 @@ mod tests {
     #[test]
     fn values_render_as_the_output_shows_them() {
         let set = LabelSet {
-            host: Some("fd00::9".parse().unwrap()),
+            host: Some(Host::Address("fd00::9".parse().unwrap())),
             direction: Some(Direction::Forwarded),
             service_port: None,
             local_host: Some("10.0.0.1".parse().unwrap()),
             protocol: Some(Protocol(115)),
             zone: Some(0),
+            overflow: false,
         };
-        let values: Vec<String> = LabelName::ALL.map(|name| set.value(name)).into();
+        let hosts = HostLabels::default();
+        let values: Vec<String> = LabelName::ALL.map(|name| set.value(name, &hosts)).into();
         assert_eq!(values, ["fd00::9", "forwarded", "", "10.0.0.1", "115", "0"]);
+        let overflow = LabelName::ALL.map(|name| LabelSet::OVERFLOW.value(name, &hosts));
+        assert_eq!(overflow, ["other"; 6]);
         for name in LabelName::ALL {
             assert_eq!(name.as_str().parse::<LabelName>(), Ok(name));
         }

@@ -9,7 +9,7 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
-//! use tracker::{Classifier, StateGroup, Tracker};
+//! use tracker::{Classifier, Host, StateGroup, Tracker};
 //!
 //! let mut classifier = Classifier::new(Vec::new());
 //! classifier.set_local_addresses(["10.0.0.1".parse().unwrap()].into());
@@ -22,11 +22,12 @@
 //! tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
 //!
 //! let hosts = tracker.snapshot(Instant::now(), Duration::from_secs(300));
-//! assert_eq!(hosts[0].labels.host, Some("10.0.0.9".parse().unwrap()));
+//! assert_eq!(hosts[0].labels.host, Some(Host::Address("10.0.0.9".parse().unwrap())));
 //! assert_eq!(hosts[0].get(StateGroup::Open), 1);
 //! ```
 
 mod classify;
+mod hosts;
 mod labels;
 mod networks;
 mod patterns;
@@ -36,6 +37,7 @@ mod table;
 mod traffic;
 
 pub use classify::{Classification, Classifier};
+pub use hosts::{Host, HostGroup, HostGroupError, HostLabels, OVERFLOW_VALUE, check_host_groups};
 pub use labels::{Direction, LabelError, LabelName, LabelNames, LabelSet};
 pub use networks::NetworkMap;
 pub use patterns::{HostPattern, HostPatterns, PatternError};

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -240,6 +241,11 @@ impl ResyncOutcome {
 
 /// The live connection table plus per-label aggregates, shared between the thread that
 /// applies kernel messages and the threads that read counts.
+///
+/// With a series limit, at most that many label sets (besides [`LabelSet::OVERFLOW`]) have
+/// an aggregate: a connection whose label set would be one more is counted in the overflow
+/// set instead, so that the counts over all sets still add up to the table. Memory then grows
+/// with the connections, never with the distinct label sets beyond the limit.
 #[derive(Debug, Default)]
 pub struct Tracker {
     ipv4: FamilyTable<4>,
@@ -278,6 +284,23 @@ impl Tracker {
             accounting: true,
             ..Tracker::default()
         }
+    }
+
+    /// This tracker, keeping at most `limit` label sets besides the overflow set (`None`:
+    /// any number). A label set frees its place when a snapshot forgets it.
+    pub fn with_series_limit(self, limit: Option<NonZeroUsize>) -> Tracker {
+        lock(&self.aggregates).limit = limit;
+        self
+    }
+
+    /// The series limit, if any.
+    pub fn series_limit(&self) -> Option<NonZeroUsize> {
+        lock(&self.aggregates).limit
+    }
+
+    /// Whether a connection was ever counted in the overflow set because of the limit.
+    pub fn series_limit_reached(&self) -> bool {
+        lock(&self.aggregates).limit_reached
     }
 
     /// Applies one event (or dump reply) whose classification is `class` (`None`: not
@@ -559,6 +582,10 @@ struct Aggregates {
     index: HashMap<LabelSet, u32, FastHash>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// The most label sets `index` holds besides the overflow set.
+    limit: Option<NonZeroUsize>,
+    /// A label set was ever sent to the overflow set.
+    limit_reached: bool,
 }
 
 #[derive(Debug)]
@@ -571,7 +598,8 @@ struct Slot {
 }
 
 impl Aggregates {
-    /// The slot of `labels`; `hint` is the slot the connection had, checked first because
+    /// The slot of `labels`, or of the overflow set when `labels` has none and the limit
+    /// leaves no room for it; `hint` is the slot the connection had, checked first because
     /// most updates do not change the labels.
     fn find_or_add(&mut self, hint: u32, labels: LabelSet) -> u32 {
         if let Some(slot) = self.slots.get(hint as usize)
@@ -579,6 +607,16 @@ impl Aggregates {
         {
             return hint;
         }
+        if let Some(&id) = self.index.get(&labels) {
+            return id;
+        }
+        let labels = match self.limit {
+            Some(limit) if self.bounded_sets() >= limit.get() => {
+                self.limit_reached = true;
+                LabelSet::OVERFLOW
+            }
+            _ => labels,
+        };
         match self.index.entry(labels) {
             hash_map::Entry::Occupied(found) => *found.get(),
             hash_map::Entry::Vacant(vacant) => {
@@ -601,6 +639,11 @@ impl Aggregates {
                 *vacant.insert(id)
             }
         }
+    }
+
+    /// Label sets that count against the limit: all but the overflow set.
+    fn bounded_sets(&self) -> usize {
+        self.index.len() - usize::from(self.index.contains_key(&LabelSet::OVERFLOW))
     }
 
     fn increment(&mut self, id: u32, group: StateGroup) {
@@ -692,8 +735,11 @@ impl Aggregates {
 mod tests {
     use super::*;
     use crate::classify::Classifier;
+    use crate::hosts::{Host, HostLabels};
+    use crate::labels::LabelName;
     use conntrack_codec::TcpState;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     const IDLE: Duration = Duration::from_secs(300);
 
@@ -728,7 +774,10 @@ mod tests {
         tracker
             .snapshot(Instant::now(), IDLE)
             .into_iter()
-            .map(|host| (host.labels.host.unwrap().to_string(), host.counts))
+            .map(|host| {
+                let name = host.labels.value(LabelName::Host, &HostLabels::default());
+                (name, host.counts)
+            })
             .collect()
     }
 
@@ -766,7 +815,7 @@ mod tests {
         let snapshot = tracker.snapshot(Instant::now(), IDLE);
         let found = snapshot
             .iter()
-            .find(|counts| counts.labels.host == Some(ip(host)))
+            .find(|counts| counts.labels.host == Some(Host::Address(ip(host))))
             .expect("the host is in the snapshot");
         let Totals {
             opened,
@@ -993,6 +1042,118 @@ mod tests {
         assert_eq!(std::mem::size_of::<Connection>(), 8);
     }
 
+    fn limited(limit: usize) -> Tracker {
+        Tracker::new().with_series_limit(NonZeroUsize::new(limit))
+    }
+
+    #[test]
+    fn label_sets_beyond_the_limit_are_counted_as_other() {
+        use TcpState::{Established, SynSent};
+        let tracker = limited(2);
+        for (index, remote) in ["10.0.0.2", "10.0.0.3", "10.0.0.4", "fd00::5", "10.0.0.6"]
+            .into_iter()
+            .enumerate()
+        {
+            apply(
+                &tracker,
+                EntryKind::New,
+                &conn(remote, 1, Some(Established)),
+            );
+            assert_eq!(tracker.series_limit_reached(), index >= 2);
+        }
+        // A second connection of a host that has a place joins it.
+        apply(
+            &tracker,
+            EntryKind::New,
+            &conn("10.0.0.3", 2, Some(SynSent)),
+        );
+        let now = counts(&tracker);
+        assert_eq!(now.len(), 3, "{now:?}");
+        assert_eq!(now["10.0.0.2"], [0, 1, 0, 0]);
+        assert_eq!(now["10.0.0.3"], [1, 1, 0, 0]);
+        assert_eq!(now["other"], [0, 3, 0, 0]);
+        let total: u32 = now.values().flatten().sum();
+        assert_eq!(total as usize, tracker.connections());
+        // The ends of overflowed connections are counted in the overflow set too.
+        apply(&tracker, EntryKind::Destroy, &conn("fd00::5", 1, None));
+        let snapshot = tracker.snapshot(Instant::now(), IDLE);
+        let other = snapshot.iter().find(|set| set.labels.overflow).unwrap();
+        assert_eq!((other.totals.opened, other.totals.closed), (3, 1));
+        assert_eq!(other.labels, LabelSet::OVERFLOW);
+        assert_eq!(tracker.series_limit(), NonZeroUsize::new(2));
+    }
+
+    #[test]
+    fn a_label_set_frees_its_place_when_it_leaves_the_output() {
+        let tracker = limited(1);
+        let first = conn("10.0.0.2", 1, Some(TcpState::Established));
+        apply(&tracker, EntryKind::New, &first);
+        apply(
+            &tracker,
+            EntryKind::New,
+            &conn("10.0.0.3", 1, Some(TcpState::Established)),
+        );
+        apply(&tracker, EntryKind::Destroy, &first);
+        let start = Instant::now();
+        assert_eq!(tracker.snapshot(start, IDLE).len(), 2, "idle, not yet gone");
+        apply(
+            &tracker,
+            EntryKind::New,
+            &conn("10.0.0.4", 1, Some(TcpState::Established)),
+        );
+        let sets = tracker.snapshot(start + IDLE, IDLE);
+        assert_eq!(sets.len(), 1, "only the overflow set is left: {sets:?}");
+        assert!(sets[0].labels.overflow);
+        // The place is free: the next new host takes it, and an update moves an overflowed
+        // connection to its own set when that set exists.
+        apply(
+            &tracker,
+            EntryKind::New,
+            &conn("10.0.0.3", 2, Some(TcpState::SynSent)),
+        );
+        apply(
+            &tracker,
+            EntryKind::Update,
+            &conn("10.0.0.3", 1, Some(TcpState::Established)),
+        );
+        let now = counts(&tracker);
+        assert_eq!(now["10.0.0.3"], [1, 1, 0, 0]);
+        assert_eq!(now["other"], [0, 1, 0, 0]);
+        assert_eq!(tracker.connections(), 3);
+    }
+
+    #[test]
+    fn groups_and_networks_are_one_label_set_each() {
+        use crate::hosts::HostGroup;
+        let groups = [HostGroup::parse("db", ["10.1.0.0/16", "fd00:1::/32"]).unwrap()];
+        let hosts = Arc::new(HostLabels::new(&groups, 24, 64).unwrap());
+        let classifier = classifier().with_hosts(Arc::clone(&hosts));
+        let tracker = Tracker::new();
+        let remotes = [
+            "10.1.2.3",
+            "10.1.9.9",
+            "fd00:1:2::1",
+            "192.0.2.1",
+            "192.0.2.77",
+        ];
+        for (port, remote) in (1..).zip(remotes.into_iter().chain(["2001:db8::1", "2001:db8::2"])) {
+            let entry = conn(remote, port, Some(TcpState::Established));
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        let by_text: BTreeMap<String, u32> = tracker
+            .snapshot(Instant::now(), IDLE)
+            .into_iter()
+            .map(|set| {
+                (
+                    set.labels.value(LabelName::Host, &hosts),
+                    set.get(StateGroup::Open),
+                )
+            })
+            .collect();
+        let expected = [("db", 3), ("192.0.2.0/24", 2), ("2001:db8::/64", 2)];
+        assert_eq!(by_text, expected.map(|(h, n)| (h.to_owned(), n)).into());
+    }
+
     #[test]
     fn hosts_with_no_connections_expire_after_the_idle_timeout() {
         let tracker = Tracker::new();
@@ -1087,6 +1248,8 @@ mod tests {
         enum Op {
             Event(EntryKind, u8, u8, Option<u8>),
             Resync(Vec<(u8, u8, u8)>),
+            /// A scrape with no idle timeout: every empty label set leaves at once.
+            Expire,
         }
 
         fn entry(host: u8, port: u8, state: Option<u8>) -> Entry {
@@ -1108,6 +1271,7 @@ mod tests {
             prop_oneof![
                 8 => (kind, 0u8..6, 0u8..8, state).prop_map(|(k, h, p, s)| Op::Event(k, h, p, s)),
                 1 => proptest::collection::vec((0u8..6, 0u8..8, 0u8..10), 0..12).prop_map(Op::Resync),
+                1 => Just(Op::Expire),
             ]
         }
 
@@ -1122,8 +1286,11 @@ mod tests {
 
         proptest! {
             #[test]
-            fn counts_equal_a_plain_model(ops in proptest::collection::vec(op(), 1..80)) {
-                let tracker = Tracker::new();
+            fn counts_equal_a_plain_model(
+                ops in proptest::collection::vec(op(), 1..80),
+                limit in proptest::option::of(1usize..4),
+            ) {
+                let tracker = Tracker::new().with_series_limit(limit.and_then(NonZeroUsize::new));
                 let class = classifier();
                 let mut model: HashMap<(u8, u8), (u8, StateGroup)> = HashMap::new();
                 for op in ops {
@@ -1159,11 +1326,37 @@ mod tests {
                             }
                             resync.finish();
                         }
+                        Op::Expire => {
+                            tracker.snapshot(Instant::now(), Duration::ZERO);
+                        }
                     }
+                    prop_assert_eq!(tracker.connections(), model.len());
                     let mut actual = counts(&tracker);
                     actual.retain(|_, c| *c != [0; 4]);
-                    prop_assert_eq!(actual, expected(&model));
-                    prop_assert_eq!(tracker.connections(), model.len());
+                    let expected = expected(&model);
+                    let Some(limit) = limit else {
+                        prop_assert_eq!(actual, expected);
+                        continue;
+                    };
+                    // With a limit: at most `limit` sets besides `other`, each holding some of
+                    // its host's connections, and every connection counted once.
+                    let overflow = actual.remove("other").unwrap_or_default();
+                    prop_assert!(actual.len() <= limit, "{:?}", actual);
+                    let mut sums = overflow;
+                    for (host, counts) in &actual {
+                        let model_counts = expected.get(host).copied().unwrap_or_default();
+                        for group in 0..4 {
+                            prop_assert!(counts[group] <= model_counts[group]);
+                            sums[group] += counts[group];
+                        }
+                    }
+                    let mut model_sums = [0; 4];
+                    for counts in expected.values() {
+                        for group in 0..4 {
+                            model_sums[group] += counts[group];
+                        }
+                    }
+                    prop_assert_eq!(sums, model_sums);
                 }
             }
         }

@@ -174,6 +174,7 @@ mod tests {
             status,
             Naming::Seed,
             tracker::LabelNames::default(),
+            Arc::default(),
             false,
             idle,
         );

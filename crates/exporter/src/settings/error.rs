@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use tracker::{LabelError, PatternError, ProtocolError};
+use tracker::{HostGroupError, LabelError, PatternError, ProtocolError};
 
 use super::values::{MAX_DURATION_DAYS, MAX_QUEUE_BYTES, MIN_QUEUE_BYTES, MIN_RESYNC_INTERVAL};
 
@@ -94,12 +94,26 @@ pub enum SettingsError {
         "{0} is not a queue size: expected a number of bytes from {MIN_QUEUE_BYTES} to {MAX_QUEUE_BYTES}"
     )]
     QueueBytes(String),
+    /// Not a prefix length of its address family.
+    #[error("{text} is not a prefix length: expected a number of bits from 0 to {max}")]
+    PrefixLength {
+        /// The value given.
+        text: String,
+        /// The family's address length in bits.
+        max: u8,
+    },
+    /// A setting given as a flag that only the config file can hold.
+    #[error("{0} is set in the config file only")]
+    FileOnly(&'static str),
     /// Not a host pattern.
     #[error(transparent)]
     HostPattern(#[from] PatternError),
     /// Not a list of protocols.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// Host groups that cannot be used together.
+    #[error(transparent)]
+    HostGroup(#[from] HostGroupError),
     /// Not a list of labels.
     #[error(transparent)]
     Label(#[from] LabelError),

@@ -24,8 +24,8 @@ pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
 use values::{
-    HostList, HumanDuration, LabelList, ListenPath, OptionalPath, ProtocolList, QueueBytes,
-    ResyncInterval,
+    HostGroupList, HostList, HumanDuration, LabelList, ListenPath, OptionalPath, PrefixLength,
+    ProtocolList, QueueBytes, ResyncInterval,
 };
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
@@ -80,6 +80,22 @@ define_settings! {
     /// How long a host whose connections have all gone stays in the output, with zeros.
     host_idle_timeout: HumanDuration = Flag::None;
 
+    /// Named groups of networks, [[host_groups]] tables of a name and its networks: a remote
+    /// address in a group's networks is reported as host="<name>"; the longest prefix wins.
+    host_groups: HostGroupList = Flag::None;
+
+    /// Prefix length, 0 to 32, of the network an IPv4 remote address outside every host
+    /// group is reported as (24: host="203.0.113.0/24"); 32 reports the address.
+    host_prefix_length_v4: PrefixLength<32> = Flag::long_value("BITS");
+
+    /// Prefix length, 0 to 128, of the network an IPv6 remote address outside every host
+    /// group is reported as (64: host="2001:db8:1:2::/64"); 128 reports the address.
+    host_prefix_length_v6: PrefixLength<128> = Flag::long_value("BITS");
+
+    /// Most label sets in the output; connections of further label sets are counted in one
+    /// set whose labels all read "other". 0: no bound.
+    max_series: usize = Flag::long_value("N");
+
     /// Switch connection tracking on in this network namespace while running.
     ensure_tracking: bool = Flag::long_switch();
 
@@ -105,8 +121,9 @@ define_settings! {
 /// The settings that a reload of the config file (SIGHUP) applies while the exporter runs:
 /// the log level, which hosts are counted (followed by a resync that classifies every
 /// connection again) and the resync interval (counted from the reload). The others (the
-/// listening socket, the tracking switch, metric names, the host timeout, the event log, the
-/// queues, the web configuration) take effect at the next start; a reload that changes one of
+/// listening socket, the tracking switch, metric names, the host timeout, the host groups,
+/// prefix lengths and series bound, the event log, the queues, the web configuration) take
+/// effect at the next start; a reload that changes one of
 /// them names it in a log line.
 pub(crate) const RELOADABLE: &[&str] = &["debug", "ignore_hosts", "resync_interval"];
 
@@ -214,6 +231,32 @@ mod tests {
         assert!(!settings.accounting);
         assert_eq!(settings.web_config_file.get(), None);
         assert!(!settings.public_health_endpoints);
+        assert_eq!(settings.host_groups, HostGroupList::default());
+        assert_eq!(
+            (
+                settings.host_prefix_length_v4,
+                settings.host_prefix_length_v6
+            ),
+            (PrefixLength(32), PrefixLength(128))
+        );
+        assert_eq!(settings.max_series, 10_000);
+    }
+
+    #[test]
+    fn host_groups_are_tables_or_inline_tables() {
+        let tables = "max_series = 0\n[[host_groups]]\nname = \"db\"\n\
+                      networks = [\"10.1.2.0/24\", \"fd00:1:2::5\"]\n";
+        let inline = "host_groups = [{ name = \"db\", networks = [\"10.1.2.0/24\", \"fd00:1:2::5\"] }]\n\
+                      max_series = 0\n";
+        for text in [tables, inline] {
+            let settings = load_text(text).unwrap();
+            let groups = &settings.host_groups.0;
+            assert_eq!(groups.len(), 1);
+            assert_eq!(groups[0].name, "db");
+            let networks: Vec<String> = groups[0].networks.iter().map(|n| n.to_string()).collect();
+            assert_eq!(networks, ["10.1.2.0/24", "fd00:1:2::5/128"]);
+            assert_eq!(settings.max_series, 0);
+        }
     }
 
     #[test]
@@ -324,6 +367,43 @@ mod tests {
                 "labels = [\"host\", \"host\"]\n",
                 "test.toml:1: labels",
                 "label host is listed twice",
+            ),
+            (
+                "\nhost_prefix_length_v4 = 33\n",
+                "test.toml:2: host_prefix_length_v4: 33 is not a prefix length",
+                "from 0 to 32",
+            ),
+            (
+                "host_prefix_length_v6 = 129\n",
+                "test.toml:1: host_prefix_length_v6: 129 is not a prefix length",
+                "from 0 to 128",
+            ),
+            ("max_series = -1\n", "test.toml:1: max_series", "usize"),
+            (
+                "debug = false\n\n[[host_groups]]\nname = \"db\"\nnetworks = [\"10.0.0.0/8\"]\n\n\
+                 [[host_groups]]\nname = \"db\"\nnetworks = []\n",
+                "test.toml:3: host_groups: ",
+                "group \"db\" is defined twice: group names must be unique",
+            ),
+            (
+                "[[host_groups]]\nname = \"\"\nnetworks = []\n",
+                "test.toml:1: host_groups: ",
+                "every group needs a name",
+            ),
+            (
+                "[[host_groups]]\nname = \"other\"\nnetworks = []\n",
+                "test.toml:1: host_groups: ",
+                "reserved for the overflow label set",
+            ),
+            (
+                "[[host_groups]]\nname = \"db\"\nnetworks = [\"10.0.0.0/33\"]\n",
+                "test.toml:1: host_groups: group \"db\": \"10.0.0.0/33\" is not a network",
+                "CIDR notation",
+            ),
+            (
+                "[[host_groups]]\nnme = \"db\"\nnetworks = []\n",
+                "test.toml:1: host_groups: ",
+                "unknown field `nme`, expected `name` or `networks`",
             ),
         ];
         for (text, prefix, allowed) in cases {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use tracker::{HostPattern, LabelNames, ProtocolSet};
+use tracker::{HostGroup, HostPattern, LabelNames, ProtocolSet};
 
 use super::SettingsError;
 
@@ -260,6 +260,76 @@ impl<'de> Deserialize<'de> for ProtocolList {
     }
 }
 
+/// A prefix length of `MAX` bits at most (32 for IPv4, 128 for IPv6): the config file gives
+/// it as a number, a flag as its digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PrefixLength<const MAX: u8>(pub u8);
+
+impl<const MAX: u8> PrefixLength<MAX> {
+    fn new(bits: i64, text: impl ToString) -> Result<Self, SettingsError> {
+        u8::try_from(bits)
+            .ok()
+            .filter(|bits| *bits <= MAX)
+            .map(PrefixLength)
+            .ok_or_else(|| SettingsError::PrefixLength {
+                text: text.to_string(),
+                max: MAX,
+            })
+    }
+}
+
+impl<const MAX: u8> FromStr for PrefixLength<MAX> {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bits = text.trim().parse().unwrap_or(-1);
+        PrefixLength::new(bits, text)
+    }
+}
+
+impl<'de, const MAX: u8> Deserialize<'de> for PrefixLength<MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bits = i64::deserialize(deserializer)?;
+        PrefixLength::new(bits, bits).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The named host groups, each a `[[host_groups]]` table of the config file with a `name` and
+/// its `networks`; checked as a whole (names non-empty and unique). There is no flag: a list of
+/// named lists does not fit on a command line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct HostGroupList(pub Vec<HostGroup>);
+
+/// One `[[host_groups]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostGroupTable {
+    name: String,
+    networks: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for HostGroupList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let tables = Vec::<HostGroupTable>::deserialize(deserializer)?;
+        let groups = tables
+            .iter()
+            .map(|table| HostGroup::parse(&table.name, table.networks.iter().map(String::as_str)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(serde::de::Error::custom)?;
+        tracker::check_host_groups(&groups).map_err(serde::de::Error::custom)?;
+        Ok(HostGroupList(groups))
+    }
+}
+
+impl FromStr for HostGroupList {
+    type Err = SettingsError;
+
+    /// Never: host groups are set in the config file only.
+    fn from_str(_: &str) -> Result<Self, Self::Err> {
+        Err(SettingsError::FileOnly("host_groups"))
+    }
+}
+
 /// Format of the event log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -377,6 +447,21 @@ mod tests {
             let error = bad.parse::<QueueBytes>().unwrap_err().to_string();
             assert!(error.contains("from 4096 to 1073741824"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn prefix_lengths_are_within_their_family() {
+        assert_eq!("24".parse().ok(), Some(PrefixLength::<32>(24)));
+        assert_eq!("128".parse().ok(), Some(PrefixLength::<128>(128)));
+        assert_eq!("0".parse().ok(), Some(PrefixLength::<32>(0)));
+        for bad in ["33", "-1", "", "x", "256"] {
+            let error = bad.parse::<PrefixLength<32>>().unwrap_err().to_string();
+            assert!(
+                error.ends_with("expected a number of bits from 0 to 32"),
+                "{bad}: {error}"
+            );
+        }
+        assert!("129".parse::<PrefixLength<128>>().is_err());
     }
 
     #[test]

@@ -90,8 +90,10 @@ Arguments: dict "key" (for error messages) "value".
 {{- if eq (float64 (int64 $v)) $v }}{{ int64 $v }}{{ else }}{{ $v }}{{ end -}}
 {{- else if kindIs "slice" $v -}}
 [{{ range $i, $item := $v }}{{ if $i }}, {{ end }}{{ include "conntrack-exporter.tomlValue" (dict "key" $.key "value" $item) }}{{ end }}]
+{{- else if kindIs "map" $v -}}
+{ {{- range $i, $k := keys $v | sortAlpha }}{{ if $i }}, {{ end }}{{ if regexMatch "^[A-Za-z0-9_-]+$" $k }}{{ $k }}{{ else }}{{ toJson $k }}{{ end }} = {{ include "conntrack-exporter.tomlValue" (dict "key" $.key "value" (index $v $k)) }}{{ end -}} }
 {{- else -}}
-{{- fail (printf "config.%s: values of type %s cannot be rendered into the exporter's flat TOML config" .key (kindOf $v)) -}}
+{{- fail (printf "config.%s: values of type %s cannot be rendered into the exporter's TOML config" .key (kindOf $v)) -}}
 {{- end -}}
 {{- end }}
 
