@@ -28,8 +28,9 @@ use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
 use tokio::sync::watch;
-use tracker::{LabelCounts, LabelNames, LabelSet, StateGroup, Totals, Tracker};
+use tracker::{LabelCounts, LabelName, LabelNames, LabelSet, StateGroup, Totals, Tracker};
 
+use crate::names::Names;
 use crate::settings::Naming;
 
 /// How long a gauge survives without being written. Every scrape writes all live gauges
@@ -235,12 +236,41 @@ pub struct Exposition {
     /// The counter families per label set: with accounting, the byte and packet ones too.
     counter_families: Vec<CounterFamily>,
     host_idle_timeout: Duration,
-    /// The gauges of every label set in the output, kept between scrapes so that a scrape
+    /// The gauges of every series in the output, kept between scrapes so that a scrape
     /// sets values through handles instead of looking each series up by name and labels. Its
     /// lock also serialises scrapes.
-    host_gauges: Mutex<HashMap<LabelSet, [Gauge; 4]>>,
+    host_gauges: Mutex<HashMap<SeriesLabels, [Gauge; 4]>>,
     /// Pages rendered.
     renders: Counter,
+    /// The names of remote addresses, when the host label shows names.
+    host_names: Option<Arc<Names>>,
+}
+
+/// The labels of one series on the page: a label set whose host, when names are shown and
+/// its address has one, reads that name (the set's address is then left out, so that
+/// addresses sharing a name share the series).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesLabels {
+    set: LabelSet,
+    host_name: Option<Arc<str>>,
+}
+
+impl SeriesLabels {
+    /// The labels of `set`, as they are.
+    fn of(set: LabelSet) -> SeriesLabels {
+        SeriesLabels {
+            set,
+            host_name: None,
+        }
+    }
+
+    /// The value of the label `name` as the page shows it.
+    fn value(&self, name: LabelName) -> String {
+        match (&self.host_name, name) {
+            (Some(host_name), LabelName::Host) => host_name.to_string(),
+            _ => self.set.value(name),
+        }
+    }
 }
 
 impl Exposition {
@@ -299,8 +329,17 @@ impl Exposition {
             host_idle_timeout,
             host_gauges: Mutex::new(HashMap::new()),
             renders,
+            host_names: None,
         };
         (exposition, counters)
+    }
+
+    /// Shows remote hosts by the names `names` knows for their addresses.
+    pub(crate) fn with_names(self, names: Arc<Names>) -> Exposition {
+        Exposition {
+            host_names: Some(names),
+            ..self
+        }
     }
 
     /// Runs `register` with this exposition's recorder, so that the metrics it creates
@@ -316,28 +355,32 @@ impl Exposition {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.renders.increment(1);
-        let hosts = self
+        let sets = self
             .tracker
             .snapshot(Instant::now(), self.host_idle_timeout);
+        let series = self.series(sets);
         metrics::with_local_recorder(&self.recorder, || {
-            // Hosts that left the output lose their handles; the recorder then forgets
-            // their series, which nobody sets any more.
+            // Series that left the output lose their handles; the recorder then forgets
+            // them, as nobody sets them any more.
             let mut departed = std::mem::take(&mut *host_gauges);
-            for host in &hosts {
-                let gauges = departed.remove(&host.labels).unwrap_or_else(|| {
-                    let labels = self.label_pairs(&host.labels);
-                    self.names.map(|name| gauge!(name, labels.iter()))
+            for (labels, counts) in &series {
+                let gauges = departed.remove(labels).unwrap_or_else(|| {
+                    let pairs = self.label_pairs(labels);
+                    self.names.map(|name| gauge!(name, pairs.iter()))
                 });
                 for group in StateGroup::ALL {
-                    gauges[group.index()].set(host.get(group));
+                    gauges[group.index()].set(counts.get(group));
                 }
-                host_gauges.insert(host.labels, gauges);
+                host_gauges.insert(labels.clone(), gauges);
             }
-            self.publish_status(hosts.len());
+            self.publish_status(series.len());
+            if let Some(names) = &self.host_names {
+                names.publish();
+            }
         });
         let mut text = self.handle.render();
-        self.write_counters(&hosts, &mut text);
-        if hosts.is_empty() {
+        self.write_counters(&series, &mut text);
+        if series.is_empty() {
             // With no host there is no sample, and the recorder would leave the families out
             // entirely; announce them anyway so that users and tools see what exists.
             for (name, (_, _, help)) in self.names.iter().zip(HOST_FAMILIES) {
@@ -347,24 +390,63 @@ impl Exposition {
         text
     }
 
-    /// Appends the counter families of every label set in `sets` to `text`.
-    fn write_counters(&self, sets: &[LabelCounts], text: &mut String) {
-        let labels: Vec<String> = sets
+    /// The series of the page, from the tracker's label sets. With names shown, a set's
+    /// host reads its address's name when one is known, and sets whose labels then read
+    /// the same are summed into one series: one step per label set.
+    fn series(&self, sets: Vec<LabelCounts>) -> Vec<(SeriesLabels, LabelCounts)> {
+        let Some(names) = &self.host_names else {
+            return sets
+                .into_iter()
+                .map(|counts| (SeriesLabels::of(counts.labels), counts))
+                .collect();
+        };
+        names.begin_render();
+        let mut series: Vec<(SeriesLabels, LabelCounts)> = Vec::with_capacity(sets.len());
+        let mut named: HashMap<SeriesLabels, usize> = HashMap::new();
+        for counts in sets {
+            let host_name = counts.labels.host.and_then(|host| names.name_to_show(host));
+            let Some(host_name) = host_name else {
+                series.push((SeriesLabels::of(counts.labels), counts));
+                continue;
+            };
+            let labels = SeriesLabels {
+                set: LabelSet {
+                    host: None,
+                    ..counts.labels
+                },
+                host_name: Some(host_name),
+            };
+            match named.entry(labels) {
+                std::collections::hash_map::Entry::Occupied(index) => {
+                    series[*index.get()].1.add(&counts);
+                }
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    series.push((vacant.key().clone(), counts));
+                    vacant.insert(series.len() - 1);
+                }
+            }
+        }
+        series
+    }
+
+    /// Appends the counter families of every series to `text`.
+    fn write_counters(&self, series: &[(SeriesLabels, LabelCounts)], text: &mut String) {
+        let labels: Vec<String> = series
             .iter()
-            .map(|set| self.label_text(&set.labels))
+            .map(|(labels, _)| self.label_text(labels))
             .collect();
         for &(name, help, value) in &self.counter_families {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (set, labels) in sets.iter().zip(&labels) {
-                let _ = writeln!(text, "{name}{labels} {}", value(&set.totals));
+            for ((_, counts), labels) in series.iter().zip(&labels) {
+                let _ = writeln!(text, "{name}{labels} {}", value(&counts.totals));
             }
             text.push('\n');
         }
     }
 
-    /// The chosen labels of `set` in the text format: `{name="value",...}`, or nothing
+    /// The chosen labels of a series in the text format: `{name="value",...}`, or nothing
     /// when no label is chosen.
-    fn label_text(&self, set: &LabelSet) -> String {
+    fn label_text(&self, labels: &SeriesLabels) -> String {
         if self.labels.names().is_empty() {
             return String::new();
         }
@@ -372,16 +454,16 @@ impl Exposition {
             .labels
             .names()
             .iter()
-            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&set.value(name))))
+            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&labels.value(name))))
             .collect();
         format!("{{{}}}", pairs.join(","))
     }
 
-    /// The chosen labels of `set`, in order, as the recorder takes them.
-    fn label_pairs(&self, set: &LabelSet) -> Vec<Label> {
+    /// The chosen labels of a series, in order, as the recorder takes them.
+    fn label_pairs(&self, labels: &SeriesLabels) -> Vec<Label> {
         let names = self.labels.names().iter();
         names
-            .map(|&name| Label::new(name.as_str(), set.value(name)))
+            .map(|&name| Label::new(name.as_str(), labels.value(name)))
             .collect()
     }
 
