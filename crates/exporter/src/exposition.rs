@@ -758,6 +758,56 @@ mod tests {
     }
 
     #[test]
+    fn addresses_sharing_a_name_are_one_series_with_their_numbers_summed() {
+        let (exposition, tracker) = exposition(Naming::Seed);
+        let (names, mut requests) = Names::without_lookups(10);
+        let exposition = exposition.with_names(Arc::clone(&names));
+        let classifier = Classifier::new(Vec::new());
+        let local = "10.0.0.1".parse().unwrap();
+        for (remote, state) in [
+            ("10.0.0.9", TcpState::Established),
+            ("10.0.0.8", TcpState::SynSent),
+            ("10.0.0.7", TcpState::Established),
+        ] {
+            let mut entry = Entry::new(Tuple::tcp(local, 40000, remote.parse().unwrap(), 80));
+            entry.tcp_state = Some(state);
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        // The first render shows addresses and asks about each once.
+        let text = exposition.render();
+        assert!(text.contains("conntrack_open_connections_total{host=\"10.0.0.9\"} 1\n"));
+        let mut asked = Vec::new();
+        while let Ok(address) = requests.try_recv() {
+            asked.push(address.to_string());
+        }
+        asked.sort();
+        assert_eq!(asked, ["10.0.0.7", "10.0.0.8", "10.0.0.9"]);
+
+        names.answer("10.0.0.9".parse().unwrap(), Some("web.example.test"));
+        names.answer("10.0.0.8".parse().unwrap(), Some("web.example.test"));
+        names.answer("10.0.0.7".parse().unwrap(), None);
+        let text = exposition.render();
+        for sample in [
+            "conntrack_open_connections_total{host=\"web.example.test\"} 1\n",
+            "conntrack_opening_connections_total{host=\"web.example.test\"} 1\n",
+            "conntrack_connections_opened_total{host=\"web.example.test\"} 1\n",
+            "conntrack_open_connections_total{host=\"10.0.0.7\"} 1\n",
+            "conntrack_exporter_hosts 2\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from {text}");
+        }
+        // The addresses' counters leave at once (their gauges when the recorder forgets them).
+        for address in ["10.0.0.9", "10.0.0.8"] {
+            let sample = format!("conntrack_connections_opened_total{{host=\"{address}\"}}");
+            assert!(!text.contains(&sample), "{text}");
+        }
+        assert!(
+            requests.try_recv().is_err(),
+            "answered addresses are not asked again"
+        );
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

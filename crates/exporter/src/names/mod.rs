@@ -143,6 +143,29 @@ impl Names {
     }
 }
 
+#[cfg(test)]
+impl Names {
+    /// Names without a lookup task: the caller receives the requests and answers them.
+    pub(crate) fn without_lookups(entries: usize) -> (Arc<Names>, mpsc::Receiver<IpAddr>) {
+        let lifetimes = Lifetimes {
+            named: Duration::from_secs(3600),
+            unnamed: Duration::from_secs(300),
+        };
+        let (requests, queue) = mpsc::channel(entries);
+        let names = Names {
+            cache: Mutex::new(Cache::new(entries, lifetimes)),
+            requests,
+            cache_entries: Gauge::noop(),
+        };
+        (Arc::new(names), queue)
+    }
+
+    /// Answers the request about `address`.
+    pub(crate) fn answer(&self, address: IpAddr, name: Option<&str>) {
+        self.settle(address, name.map(Arc::from));
+    }
+}
+
 /// The self-metrics of name lookups.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
