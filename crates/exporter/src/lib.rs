@@ -138,6 +138,9 @@ pub fn run(args: Args) -> Result<(), Error> {
             })
         })
         .transpose()?;
+    if names.is_some() && !settings.labels.0.contains(tracker::LabelName::Host) {
+        warn!("resolve_hosts is on, but the host label is not chosen: no name is shown");
+    }
     let exposition = match &names {
         Some(names) => exposition.with_names(Arc::clone(names)),
         None => exposition,

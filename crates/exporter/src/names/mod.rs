@@ -91,6 +91,13 @@ impl Names {
             let _runtime = runtime.enter();
             Resolver::from_system_configuration().map_err(Error::Resolver)?
         };
+        log::info!(
+            "showing remote hosts by their forward-confirmed names, through the system's \
+             resolver configuration: at most {} lookups a second, {} at once, {}s each",
+            settings.rate,
+            settings.concurrent,
+            settings.timeout.as_secs_f64()
+        );
         let metrics = register(Metrics::register);
         let (requests, queue) = mpsc::channel(settings.queue());
         let names = Arc::new(Names {
