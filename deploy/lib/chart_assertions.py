@@ -95,6 +95,13 @@ def check_rendered(args):
     check = Checker()
 
     config = drop_nulls(values.get("config", {}))
+    namespaces = values["namespaces"]
+    if namespaces["enabled"]:
+        # The chart sets these two keys from its namespaces values: the patterns are file
+        # names in the mounted directory.
+        directory = namespaces["hostPath"].rstrip("/")
+        config["namespaces"] = [f"{directory}/{pattern}" for pattern in namespaces["patterns"]]
+        config["watch_own_namespace"] = namespaces["watchOwnNamespace"]
     listen_port = config.get("listen_port", DEFAULT_LISTEN_PORT)
     listen_path = config.get("listen_path", DEFAULT_LISTEN_PATH)
 
@@ -165,9 +172,23 @@ def check_rendered(args):
     check.equal(container.get("args"), ["--config", CONFIG_PATH] + web_args + values["extraArgs"], "container args")
     check.equal(container.get("resources"), values["resources"], "container resources")
 
+    # Entering other network namespaces needs SYS_ADMIN (setns); following another process's
+    # /proc/<pid>/ns/net, for its pod UID, needs SYS_PTRACE. Both only when asked for.
+    extra_capabilities = []
+    if namespaces["enabled"]:
+        extra_capabilities.append("SYS_ADMIN")
+    if namespaces["podUid"]:
+        extra_capabilities.append("SYS_PTRACE")
+    expected_security = copy.deepcopy(values["securityContext"])
+    if extra_capabilities:
+        added = expected_security.setdefault("capabilities", {}).get("add", [])
+        expected_security["capabilities"]["add"] = added + [c for c in extra_capabilities if c not in added]
     security = container.get("securityContext", {})
-    check.equal(security, values["securityContext"], "container securityContext")
-    check.equal(security.get("capabilities", {}).get("add"), ["NET_ADMIN"], "capabilities added")
+    check.equal(security, expected_security, "container securityContext")
+    check.equal(security.get("capabilities", {}).get("add"), ["NET_ADMIN"] + extra_capabilities, "capabilities added")
+    # The node's processes, for pod UIDs, and nothing of the node's PID namespace otherwise.
+    check.equal(pod.get("hostPID"), True if namespaces["podUid"] else None, "pod hostPID (namespaces.podUid)")
+    check.expect(not pod.get("hostIPC"), "pod shares the node's IPC namespace")
     check.equal(security.get("capabilities", {}).get("drop"), ["ALL"], "capabilities dropped")
     check.equal(security.get("readOnlyRootFilesystem"), True, "readOnlyRootFilesystem")
     check.expect(not security.get("privileged"), "container is privileged")
@@ -233,6 +254,20 @@ def check_rendered(args):
             re.fullmatch(r"[0-9a-f]{64}", str(pod_template["metadata"].get("annotations", {}).get("checksum/web-config"))),
             "pod template has no checksum/web-config annotation",
         )
+
+    # The runtime's namespace directory: mounted read-only at the same path, following the
+    # node's later bind mounts; no other directory of the node is mounted.
+    host_volumes = {name: volume["hostPath"] for name, volume in volumes_by_name.items() if "hostPath" in volume}
+    if namespaces["enabled"]:
+        check.equal(list(host_volumes.values()), [{"path": namespaces["hostPath"], "type": "DirectoryOrCreate"}],
+                    "hostPath volumes (namespaces.hostPath)")
+        mount = mounts_by_path.get(namespaces["hostPath"], {})
+        check.equal(host_volumes.get(mount.get("name")), {"path": namespaces["hostPath"], "type": "DirectoryOrCreate"},
+                    f"volume mounted at {namespaces['hostPath']}")
+        check.equal((mount.get("readOnly"), mount.get("mountPropagation")), (True, "HostToContainer"),
+                    f"{namespaces['hostPath']} mount: readOnly and mountPropagation")
+    else:
+        check.equal(host_volumes, {}, "hostPath volumes without namespaces.enabled")
 
     # The config file: mounted from the ConfigMap, content equal to the values.
     configmap = kinds["ConfigMap"][0]

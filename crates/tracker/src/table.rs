@@ -20,6 +20,11 @@ use crate::labels::LabelSet;
 use crate::state::StateGroup;
 use crate::traffic::Traffic;
 
+/// The hasher of the live table and the aggregates' index: seeded per process, so remote
+/// parties cannot choose tuples that collide, and several times cheaper than the standard
+/// library's SipHash, which was the largest single cost of applying an event.
+type FastHash = foldhash::fast::RandomState;
+
 /// Identity of a live connection: its original tuple and its zone, which is exactly what the
 /// kernel keeps unique. IPv4 and IPv6 connections live in separate maps so that the common
 /// IPv4 key stays 16 bytes.
@@ -274,8 +279,8 @@ pub struct Tracker {
 /// each (kept apart so that a connection costs 8 bytes when accounting is off).
 #[derive(Debug, Default)]
 struct FamilyTable<const N: usize> {
-    connections: DashMap<Key<N>, Connection>,
-    traffic: DashMap<Key<N>, Traffic>,
+    connections: DashMap<Key<N>, Connection, FastHash>,
+    traffic: DashMap<Key<N>, Traffic, FastHash>,
 }
 
 impl<const N: usize> FamilyTable<N> {
@@ -558,7 +563,7 @@ impl Resync<'_> {
 /// Drops the connections not confirmed by the resync pass `generation`; returns them and
 /// their keys.
 fn sweep<const N: usize>(
-    connections: &DashMap<Key<N>, Connection>,
+    connections: &DashMap<Key<N>, Connection, FastHash>,
     generation: u8,
 ) -> (Vec<Connection>, Vec<Key<N>>) {
     let (mut gone, mut keys) = (Vec::new(), Vec::new());
@@ -577,7 +582,7 @@ fn sweep<const N: usize>(
 /// bytes instead of its labels.
 #[derive(Debug, Default)]
 struct Aggregates {
-    index: HashMap<LabelSet, u32>,
+    index: HashMap<LabelSet, u32, FastHash>,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }

@@ -95,11 +95,25 @@ Arguments: dict "key" (for error messages) "value".
 {{- end -}}
 {{- end }}
 
-{{/* config.toml: one line per non-null key of .Values.config, sorted. */}}
+{{/*
+config.toml: one line per non-null key of .Values.config, and with
+namespaces.enabled the keys the chart sets from the namespaces values (the
+patterns become paths in the mounted directory), sorted.
+*/}}
 {{- define "conntrack-exporter.configToml" -}}
+{{- $config := deepCopy .Values.config }}
+{{- if .Values.namespaces.enabled }}
+{{- $directory := trimSuffix "/" .Values.namespaces.hostPath }}
+{{- $paths := list }}
+{{- range .Values.namespaces.patterns }}
+{{- $paths = append $paths (printf "%s/%s" $directory .) }}
+{{- end }}
+{{- $_ := set $config "namespaces" $paths }}
+{{- $_ := set $config "watch_own_namespace" .Values.namespaces.watchOwnNamespace }}
+{{- end -}}
 # Rendered by the conntrack-exporter Helm chart from the `config` values.
-{{- range $key := keys .Values.config | sortAlpha }}
-{{- $value := index $.Values.config $key }}
+{{- range $key := keys $config | sortAlpha }}
+{{- $value := index $config $key }}
 {{- if not (kindIs "invalid" $value) }}
 {{ if regexMatch "^[A-Za-z0-9_-]+$" $key }}{{ $key }}{{ else }}{{ toJson $key }}{{ end }} = {{ include "conntrack-exporter.tomlValue" (dict "key" $key "value" $value) }}
 {{- end }}
@@ -180,5 +194,31 @@ httpGet:
   {{- if include "conntrack-exporter.webConfig" .root }}
   scheme: {{ include "conntrack-exporter.scheme" .root | upper }}
   {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container's security context: the values' own, plus the capabilities that
+watching other network namespaces needs: SYS_ADMIN to enter them (setns), and
+SYS_PTRACE for pod UIDs (following another process's /proc/<pid>/ns/net is a
+ptrace read access, denied for other users' processes and for processes holding
+capabilities the exporter lacks).
+*/}}
+{{- define "conntrack-exporter.securityContext" -}}
+{{- $context := deepCopy (default (dict) .Values.securityContext) }}
+{{- $extra := list }}
+{{- if .Values.namespaces.enabled }}
+{{- $extra = append $extra "SYS_ADMIN" }}
+{{- end }}
+{{- if .Values.namespaces.podUid }}
+{{- $extra = append $extra "SYS_PTRACE" }}
+{{- end }}
+{{- if $extra }}
+{{- $capabilities := default (dict) $context.capabilities }}
+{{- $_ := set $capabilities "add" (concat (default (list) $capabilities.add) $extra | uniq) }}
+{{- $_ := set $context "capabilities" $capabilities }}
+{{- end }}
+{{- with $context }}
+{{- toYaml . }}
 {{- end }}
 {{- end }}
