@@ -226,7 +226,11 @@ impl Collector {
         let now = Instant::now();
         let event_log = settings
             .event_log
-            .map(|log| Ok((log, log.start_writer(counters.event_log_dropped.clone())?)))
+            .clone()
+            .map(|log| {
+                let queue = log.start_writer(counters.event_log_dropped.clone())?;
+                Ok((log, queue))
+            })
             .transpose()
             .map_err(Error::EventLogThread)?;
         Ok(Collector {

@@ -55,6 +55,9 @@ pub enum Error {
     /// The handlers of SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(io::Error),
+    /// `resolve_hosts` is on, and the system's resolver configuration cannot be read.
+    #[error("cannot read the system's resolver configuration (/etc/resolv.conf): {0}")]
+    Resolver(String),
     /// The HTTP server ended before it was told to (it never does, unless it panicked): the
     /// exporter stops rather than go on unreachable.
     #[error("the HTTP server failed: {0}")]

@@ -1,11 +1,13 @@
 //! One line per connection event on standard output, in the conntrack tool's format or as
 //! JSON, for shipping to log processors and for audit. The collector formats the lines here
 //! and hands them to a [`LineQueue`](crate::line_queue::LineQueue), so that a standard
-//! output nobody reads never holds up event processing.
+//! output nobody reads never holds up event processing. With names shown, a line carries
+//! the remote address's name when it is already known (never waiting for a lookup).
 
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use conntrack_codec::{Entry, EntryKind, Layer4, Status, Tuple};
@@ -14,6 +16,7 @@ use serde::Serialize;
 use tracker::{Classification, StateGroup};
 
 use crate::line_queue::LineQueue;
+use crate::names::Names;
 use crate::settings::EventFormat;
 
 /// Event lines that may wait for standard output: about 4 MiB of typical lines. A burst
@@ -23,15 +26,28 @@ const QUEUE_LINES: usize = 16_384;
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
 /// Formats event lines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct EventLog {
     format: EventFormat,
+    /// The names of remote addresses, when names are shown.
+    names: Option<Arc<Names>>,
 }
 
 impl EventLog {
     /// A log in `format`.
     pub(crate) fn new(format: EventFormat) -> EventLog {
-        EventLog { format }
+        EventLog {
+            format,
+            names: None,
+        }
+    }
+
+    /// Adds the remote address's name to lines, when `names` knows it.
+    pub(crate) fn with_names(self, names: Arc<Names>) -> EventLog {
+        EventLog {
+            names: Some(names),
+            ..self
+        }
     }
 
     /// Starts the thread that writes the lines to standard output, and returns the queue
@@ -49,9 +65,13 @@ impl EventLog {
 
     /// The line for one event (without the trailing newline).
     pub(crate) fn line(&self, kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+        let name = self
+            .names
+            .as_ref()
+            .and_then(|names| names.known(class.remote_host));
         match self.format {
-            EventFormat::Netfilter => netfilter_line(kind, entry, class),
-            EventFormat::Json => json_line(kind, entry, class),
+            EventFormat::Netfilter => netfilter_line(kind, entry, class, name.as_deref()),
+            EventFormat::Json => json_line(kind, entry, class, name.as_deref()),
         }
     }
 }
@@ -79,8 +99,13 @@ fn remote_endpoint(class: &Classification) -> String {
     endpoint(class.remote_host, class.remote_port)
 }
 
-/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… state=opening`
-fn netfilter_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… [remote_name=…] state=opening`
+fn netfilter_line(
+    kind: EntryKind,
+    entry: &Entry,
+    class: &Classification,
+    remote_name: Option<&str>,
+) -> String {
     let mut line = String::with_capacity(256);
     let tag = format!("[{}]", event_name(kind).to_uppercase());
     let protocol = entry.original.protocol;
@@ -109,6 +134,9 @@ fn netfilter_line(kind: EntryKind, entry: &Entry, class: &Classification) -> Str
         let _ = write!(line, " zone={zone}");
     }
     let _ = write!(line, " remote={}", remote_endpoint(class));
+    if let Some(name) = remote_name {
+        let _ = write!(line, " remote_name={name}");
+    }
     if let Some(group) = class.group {
         let _ = write!(line, " state={}", group.name());
     }
@@ -137,10 +165,18 @@ struct JsonEvent<'a> {
     reply_source_host: Option<String>,
     reply_destination_host: Option<String>,
     remote_host: String,
+    /// The remote address's name, when names are shown and it is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_name: Option<&'a str>,
     state: Option<&'a str>,
 }
 
-fn json_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+fn json_line(
+    kind: EntryKind,
+    entry: &Entry,
+    class: &Classification,
+    remote_name: Option<&str>,
+) -> String {
     let source = |tuple: &Tuple| endpoint(tuple.src, tuple.src_port());
     let destination = |tuple: &Tuple| endpoint(tuple.dst, tuple.dst_port());
     let event = JsonEvent {
@@ -150,6 +186,7 @@ fn json_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
         reply_source_host: entry.reply.as_ref().map(source),
         reply_destination_host: entry.reply.as_ref().map(destination),
         remote_host: remote_endpoint(class),
+        remote_name,
         state: state_name(class.group),
     };
     serde_json::to_string(&event).unwrap_or_default()

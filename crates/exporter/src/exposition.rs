@@ -30,9 +30,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use metrics_util::MetricKindMask;
 use tokio::sync::watch;
 use tracker::{
-    HostLabels, LabelCounts, LabelName, LabelNames, LabelSet, StateGroup, Totals, Tracker,
+    Host, HostLabels, LabelCounts, LabelName, LabelNames, LabelSet, StateGroup, Totals, Tracker,
 };
 
+use crate::names::Names;
 use crate::settings::Naming;
 
 /// How long a gauge survives without being written. Every scrape writes all live gauges
@@ -240,12 +241,42 @@ pub struct Exposition {
     /// The counter families per label set: with accounting, the byte and packet ones too.
     counter_families: Vec<CounterFamily>,
     host_idle_timeout: Duration,
-    /// The gauges of every label set in the output, kept between scrapes so that a scrape
+    /// The gauges of every series in the output, kept between scrapes so that a scrape
     /// sets values through handles instead of looking each series up by name and labels. Its
     /// lock also serialises scrapes.
-    host_gauges: Mutex<HashMap<LabelSet, [Gauge; 4]>>,
+    host_gauges: Mutex<HashMap<SeriesLabels, [Gauge; 4]>>,
     /// Pages rendered.
     renders: Counter,
+    /// The names of remote addresses, when the host label shows names.
+    host_names: Option<Arc<Names>>,
+}
+
+/// The labels of one series on the page: a label set whose host, when names are shown and
+/// its address has one, reads that name (the set's address is then left out, so that
+/// addresses sharing a name share the series).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesLabels {
+    set: LabelSet,
+    host_name: Option<Arc<str>>,
+}
+
+impl SeriesLabels {
+    /// The labels of `set`, as they are.
+    fn of(set: LabelSet) -> SeriesLabels {
+        SeriesLabels {
+            set,
+            host_name: None,
+        }
+    }
+
+    /// The value of the label `name` as the page shows it: every label value of the page
+    /// comes from here.
+    fn value(&self, name: LabelName, hosts: &HostLabels) -> String {
+        match (&self.host_name, name) {
+            (Some(host_name), LabelName::Host) => host_name.to_string(),
+            _ => self.set.value(name, hosts),
+        }
+    }
 }
 
 impl Exposition {
@@ -306,8 +337,17 @@ impl Exposition {
             host_idle_timeout,
             host_gauges: Mutex::new(HashMap::new()),
             renders,
+            host_names: None,
         };
         (exposition, counters)
+    }
+
+    /// Shows remote hosts by the names `names` knows for their addresses.
+    pub(crate) fn with_names(self, names: Arc<Names>) -> Exposition {
+        Exposition {
+            host_names: Some(names),
+            ..self
+        }
     }
 
     /// Runs `register` with this exposition's recorder, so that the metrics it creates
@@ -323,28 +363,32 @@ impl Exposition {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.renders.increment(1);
-        let hosts = self
+        let sets = self
             .tracker
             .snapshot(Instant::now(), self.host_idle_timeout);
+        let series = self.series(sets);
         metrics::with_local_recorder(&self.recorder, || {
-            // Hosts that left the output lose their handles; the recorder then forgets
-            // their series, which nobody sets any more.
+            // Series that left the output lose their handles; the recorder then forgets
+            // them, as nobody sets them any more.
             let mut departed = std::mem::take(&mut *host_gauges);
-            for host in &hosts {
-                let gauges = departed.remove(&host.labels).unwrap_or_else(|| {
-                    let labels = self.label_pairs(&host.labels);
-                    self.names.map(|name| gauge!(name, labels.iter()))
+            for (labels, counts) in &series {
+                let gauges = departed.remove(labels).unwrap_or_else(|| {
+                    let pairs = self.label_pairs(labels);
+                    self.names.map(|name| gauge!(name, pairs.iter()))
                 });
                 for group in StateGroup::ALL {
-                    gauges[group.index()].set(host.get(group));
+                    gauges[group.index()].set(counts.get(group));
                 }
-                host_gauges.insert(host.labels, gauges);
+                host_gauges.insert(labels.clone(), gauges);
             }
-            self.publish_status(&hosts);
+            self.publish_status(&series);
+            if let Some(names) = &self.host_names {
+                names.publish();
+            }
         });
         let mut text = self.handle.render();
-        self.write_counters(&hosts, &mut text);
-        if hosts.is_empty() {
+        self.write_counters(&series, &mut text);
+        if series.is_empty() {
             // With no host there is no sample, and the recorder would leave the families out
             // entirely; announce them anyway so that users and tools see what exists.
             for (name, (_, _, help)) in self.names.iter().zip(HOST_FAMILIES) {
@@ -354,24 +398,66 @@ impl Exposition {
         text
     }
 
-    /// Appends the counter families of every label set in `sets` to `text`.
-    fn write_counters(&self, sets: &[LabelCounts], text: &mut String) {
-        let labels: Vec<String> = sets
+    /// The series of the page, from the tracker's label sets. With names shown, a set's
+    /// host reads its address's name when one is known, and sets whose labels then read
+    /// the same are summed into one series: one step per label set.
+    fn series(&self, sets: Vec<LabelCounts>) -> Vec<(SeriesLabels, LabelCounts)> {
+        let Some(names) = &self.host_names else {
+            return sets
+                .into_iter()
+                .map(|counts| (SeriesLabels::of(counts.labels), counts))
+                .collect();
+        };
+        names.begin_render();
+        let mut series: Vec<(SeriesLabels, LabelCounts)> = Vec::with_capacity(sets.len());
+        let mut named: HashMap<SeriesLabels, usize> = HashMap::new();
+        for counts in sets {
+            let host_name = match counts.labels.host {
+                Some(Host::Address(address)) => names.name_to_show(address),
+                _ => None,
+            };
+            let Some(host_name) = host_name else {
+                series.push((SeriesLabels::of(counts.labels), counts));
+                continue;
+            };
+            let labels = SeriesLabels {
+                set: LabelSet {
+                    host: None,
+                    ..counts.labels
+                },
+                host_name: Some(host_name),
+            };
+            match named.entry(labels) {
+                std::collections::hash_map::Entry::Occupied(index) => {
+                    series[*index.get()].1.add(&counts);
+                }
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    series.push((vacant.key().clone(), counts));
+                    vacant.insert(series.len() - 1);
+                }
+            }
+        }
+        series
+    }
+
+    /// Appends the counter families of every series to `text`.
+    fn write_counters(&self, series: &[(SeriesLabels, LabelCounts)], text: &mut String) {
+        let labels: Vec<String> = series
             .iter()
-            .map(|set| self.label_text(&set.labels))
+            .map(|(labels, _)| self.label_text(labels))
             .collect();
         for &(name, help, value) in &self.counter_families {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (set, labels) in sets.iter().zip(&labels) {
-                let _ = writeln!(text, "{name}{labels} {}", value(&set.totals));
+            for ((_, counts), labels) in series.iter().zip(&labels) {
+                let _ = writeln!(text, "{name}{labels} {}", value(&counts.totals));
             }
             text.push('\n');
         }
     }
 
-    /// The chosen labels of `set` in the text format: `{name="value",...}`, or nothing
+    /// The chosen labels of a series in the text format: `{name="value",...}`, or nothing
     /// when no label is chosen.
-    fn label_text(&self, set: &LabelSet) -> String {
+    fn label_text(&self, labels: &SeriesLabels) -> String {
         if self.labels.names().is_empty() {
             return String::new();
         }
@@ -379,37 +465,37 @@ impl Exposition {
             .labels
             .names()
             .iter()
-            .map(|&name| format!("{name}=\"{}\"", escape_label_value(&self.value(set, name))))
+            .map(|&name| {
+                format!(
+                    "{name}=\"{}\"",
+                    escape_label_value(&labels.value(name, &self.hosts))
+                )
+            })
             .collect();
         format!("{{{}}}", pairs.join(","))
     }
 
-    /// The chosen labels of `set`, in order, as the recorder takes them.
-    fn label_pairs(&self, set: &LabelSet) -> Vec<Label> {
+    /// The chosen labels of a series, in order, as the recorder takes them.
+    fn label_pairs(&self, labels: &SeriesLabels) -> Vec<Label> {
         let names = self.labels.names().iter();
         names
-            .map(|&name| Label::new(name.as_str(), self.value(set, name)))
+            .map(|&name| Label::new(name.as_str(), labels.value(name, &self.hosts)))
             .collect()
     }
 
-    /// The text of the label `name` of `set`: every label value of the page comes from here.
-    fn value(&self, set: &LabelSet, name: LabelName) -> String {
-        set.value(name, &self.hosts)
-    }
-
-    /// Publishes the exporter's own gauges; `sets` are the label sets in the output.
-    fn publish_status(&self, sets: &[LabelCounts]) {
+    /// Publishes the exporter's own gauges; `series` are the series in the output.
+    fn publish_status(&self, series: &[(SeriesLabels, LabelCounts)]) {
         let status = &self.status;
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
         gauge!("conntrack_exporter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         gauge!("conntrack_exporter_connections").set(self.tracker.connections() as f64);
-        gauge!("conntrack_exporter_hosts").set(sets.len() as f64);
-        let overflow = sets.iter().find(|set| set.labels.overflow);
-        let bounded = sets.len() - usize::from(overflow.is_some());
+        gauge!("conntrack_exporter_hosts").set(series.len() as f64);
+        let overflow = series.iter().find(|(labels, _)| labels.set.overflow);
+        let bounded = series.len() - usize::from(overflow.is_some());
         gauge!("conntrack_exporter_series").set(bounded as f64);
         let limit = self.tracker.series_limit().map_or(0, NonZeroUsize::get);
         gauge!("conntrack_exporter_series_limit").set(limit as f64);
-        let overflowed: u32 = overflow.map_or(0, |set| set.counts.iter().sum());
+        let overflowed: u32 = overflow.map_or(0, |(_, set)| set.counts.iter().sum());
         gauge!("conntrack_exporter_overflow_connections").set(f64::from(overflowed));
         gauge!("conntrack_exporter_resync_duration_seconds")
             .set(load(&status.last_resync_nanos) / 1e9);
@@ -633,6 +719,7 @@ fn describe_self_metrics() {
 mod tests {
     use super::*;
     use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
+    use std::net::IpAddr;
     use tracker::Classifier;
 
     fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {
@@ -763,6 +850,93 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample} missing from {text}");
         }
+    }
+
+    #[test]
+    fn only_single_addresses_are_named_not_groups_or_networks() {
+        let groups = [tracker::HostGroup::parse("db", ["10.0.1.0/24"]).unwrap()];
+        let hosts = Arc::new(tracker::HostLabels::new(&groups, 24, 128).unwrap());
+        let tracker = Arc::new(Tracker::new());
+        let (exposition, _) = Exposition::new(
+            Arc::clone(&tracker),
+            Arc::new(Status::default()),
+            Naming::Seed,
+            LabelNames::default(),
+            Arc::clone(&hosts),
+            false,
+            Duration::from_secs(300),
+        );
+        let (names, mut requests) = Names::without_lookups(10);
+        let exposition = exposition.with_names(names);
+        let classifier = Classifier::new(Vec::new()).with_hosts(hosts);
+        for remote in ["10.0.1.7", "10.0.2.8", "fd00::9"] {
+            let local = if remote.contains(':') {
+                "fd00::1"
+            } else {
+                "10.0.0.1"
+            };
+            let tuple = Tuple::tcp(local.parse().unwrap(), 40000, remote.parse().unwrap(), 80);
+            let mut entry = Entry::new(tuple);
+            entry.tcp_state = Some(TcpState::Established);
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        let text = exposition.render();
+        for host in ["db", "10.0.2.0/24", "fd00::9"] {
+            let sample = format!("conntrack_open_connections_total{{host=\"{host}\"}} 1\n");
+            assert!(text.contains(&sample), "{sample} missing from {text}");
+        }
+        let asked: Vec<IpAddr> = std::iter::from_fn(|| requests.try_recv().ok()).collect();
+        assert_eq!(asked, ["fd00::9".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn addresses_sharing_a_name_are_one_series_with_their_numbers_summed() {
+        let (exposition, tracker) = exposition(Naming::Seed);
+        let (names, mut requests) = Names::without_lookups(10);
+        let exposition = exposition.with_names(Arc::clone(&names));
+        let classifier = Classifier::new(Vec::new());
+        let local = "10.0.0.1".parse().unwrap();
+        for (remote, state) in [
+            ("10.0.0.9", TcpState::Established),
+            ("10.0.0.8", TcpState::SynSent),
+            ("10.0.0.7", TcpState::Established),
+        ] {
+            let mut entry = Entry::new(Tuple::tcp(local, 40000, remote.parse().unwrap(), 80));
+            entry.tcp_state = Some(state);
+            tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+        }
+        // The first render shows addresses and asks about each once.
+        let text = exposition.render();
+        assert!(text.contains("conntrack_open_connections_total{host=\"10.0.0.9\"} 1\n"));
+        let mut asked = Vec::new();
+        while let Ok(address) = requests.try_recv() {
+            asked.push(address.to_string());
+        }
+        asked.sort();
+        assert_eq!(asked, ["10.0.0.7", "10.0.0.8", "10.0.0.9"]);
+
+        names.answer("10.0.0.9".parse().unwrap(), Some("web.example.test"));
+        names.answer("10.0.0.8".parse().unwrap(), Some("web.example.test"));
+        names.answer("10.0.0.7".parse().unwrap(), None);
+        let text = exposition.render();
+        for sample in [
+            "conntrack_open_connections_total{host=\"web.example.test\"} 1\n",
+            "conntrack_opening_connections_total{host=\"web.example.test\"} 1\n",
+            "conntrack_connections_opened_total{host=\"web.example.test\"} 1\n",
+            "conntrack_open_connections_total{host=\"10.0.0.7\"} 1\n",
+            "conntrack_exporter_hosts 2\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from {text}");
+        }
+        // The addresses' counters leave at once (their gauges when the recorder forgets them).
+        for address in ["10.0.0.9", "10.0.0.8"] {
+            let sample = format!("conntrack_connections_opened_total{{host=\"{address}\"}}");
+            assert!(!text.contains(&sample), "{text}");
+        }
+        assert!(
+            requests.try_recv().is_err(),
+            "answered addresses are not asked again"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod exposition;
 mod http;
 mod line_queue;
 mod logging;
+mod names;
 mod privileges;
 pub mod settings;
 mod signals;
@@ -43,6 +44,7 @@ use crate::collector::CollectorSettings;
 pub use crate::error::Error;
 use crate::event_log::EventLog;
 use crate::exposition::{Exposition, SharedRender, Status};
+use crate::names::{NameSettings, Names};
 use crate::settings::Settings;
 use crate::supervision::{Ending, SupervisedThread};
 
@@ -139,6 +141,21 @@ pub fn run(args: Args) -> Result<(), Error> {
         settings.accounting,
         settings.host_idle_timeout.0,
     );
+    let names = settings
+        .resolve_hosts
+        .then(|| {
+            Names::start(NameSettings::of(&settings), runtime.handle(), |metrics| {
+                exposition.register(metrics)
+            })
+        })
+        .transpose()?;
+    if names.is_some() && !settings.labels.0.contains(tracker::LabelName::Host) {
+        warn!("resolve_hosts is on, but the host label is not chosen: no name is shown");
+    }
+    let exposition = match &names {
+        Some(names) => exposition.with_names(Arc::clone(names)),
+        None => exposition,
+    };
     let http_counters = exposition.register(http::Counters::register);
     let site = Arc::new(http::Site::new(
         settings.listen_path.as_str().to_owned(),
@@ -153,9 +170,13 @@ pub fn run(args: Args) -> Result<(), Error> {
         resync_interval: settings.resync_interval.get(),
         netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
         netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
-        event_log: settings
-            .log_events
-            .then(|| EventLog::new(settings.log_events_format)),
+        event_log: settings.log_events.then(|| {
+            let log = EventLog::new(settings.log_events_format);
+            match &names {
+                Some(names) => log.with_names(Arc::clone(names)),
+                None => log,
+            }
+        }),
     };
     let stop = Arc::new(AtomicBool::new(false));
 

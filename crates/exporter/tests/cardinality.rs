@@ -217,13 +217,23 @@ fn the_series_bound_counts_the_rest_as_other_and_frees_places() {
         scrape.value("conntrack_connections_opened_total", &[("host", "other")]),
         Some(f64::from(ADDRESSES) - MAX_SERIES as f64)
     );
-    let warnings = exporter
-        .stderr
-        .lines()
-        .into_iter()
-        .filter(|line| line.contains("max_series reached"))
-        .count();
-    assert_eq!(warnings, 1, "{}", exporter.stderr.text());
+    // The collector logs the warning at its next timer tick, which may follow the scrape.
+    let warnings = || {
+        exporter
+            .stderr
+            .lines()
+            .into_iter()
+            .filter(|line| line.contains("max_series reached"))
+            .count()
+    };
+    eventually(
+        "the warning that max_series is reached",
+        || match warnings() {
+            0 => Err(exporter.stderr.text()),
+            _ => Ok(()),
+        },
+    );
+    assert_eq!(warnings(), 1, "{}", exporter.stderr.text());
 
     // The connections of the label sets in the output end: after the idle timeout, those
     // sets leave the output and their places go to new remote addresses.

@@ -3,8 +3,11 @@
 //! initial dump) or, for an exporter that needs TLS or credentials, once it logs its start-up
 //! line (also after the initial dump), then scraped, signalled and stopped.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +30,7 @@ pub struct ExporterCommand {
     read_stderr: bool,
     ready_within: Option<Duration>,
     ready_when_logged: bool,
+    resolv_conf: Option<PathBuf>,
 }
 
 impl ExporterCommand {
@@ -42,6 +46,7 @@ impl ExporterCommand {
             read_stderr: true,
             ready_within: None,
             ready_when_logged: false,
+            resolv_conf: None,
         }
     }
 
@@ -98,6 +103,14 @@ impl ExporterCommand {
         self
     }
 
+    /// Starts it in a mount namespace of its own where `path` is mounted over
+    /// `/etc/resolv.conf`: its name lookups go to the servers `path` names (a test's DNS
+    /// server), and nothing outside the process sees the change.
+    pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> ExporterCommand {
+        self.resolv_conf = Some(path.into());
+        self
+    }
+
     /// Waits up to `limit` for it to be ready, instead of the test's deadline.
     pub fn ready_within(mut self, limit: Duration) -> ExporterCommand {
         self.ready_within = Some(limit);
@@ -112,15 +125,18 @@ impl ExporterCommand {
         if self.exempt_port && port != 0 {
             exempt_port_from_tracking(port);
         }
-        let mut process = Process::spawn(
-            Command::new(&self.binary)
-                .arg("--listen-port")
-                .arg(port.to_string())
-                .args(&self.args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        );
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--listen-port")
+            .arg(port.to_string())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(path) = &self.resolv_conf {
+            mount_in_child(&mut command, path, "/etc/resolv.conf");
+        }
+        let mut process = Process::spawn(&mut command);
         let stdout = if self.read_stdout {
             process.capture_stdout()
         } else {
@@ -147,6 +163,43 @@ impl ExporterCommand {
             exporter.wait_ready(deadline);
         }
         exporter
+    }
+}
+
+/// Makes `command`'s process start in a mount namespace of its own, with `source` bind-mounted
+/// over `target` there. Mounts are made private first, so that the bind mount never
+/// propagates back to the test's namespace.
+fn mount_in_child(command: &mut Command, source: &Path, target: &str) {
+    let source = CString::new(source.as_os_str().as_bytes()).expect("a path without NUL");
+    let target = CString::new(target).expect("a path without NUL");
+    let pre_exec = move || -> io::Result<()> {
+        let check = |result: libc::c_int| match result {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        };
+        // SAFETY: between fork and exec only async-signal-safe system calls run, on
+        // strings allocated before the fork; the calls change only the child's namespaces.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))
+        }
+    };
+    // SAFETY: the closure allocates nothing and calls only async-signal-safe functions.
+    unsafe {
+        command.pre_exec(pre_exec);
     }
 }
 

@@ -29,6 +29,7 @@
 
 mod certificates;
 mod curl;
+mod dns;
 mod exporter;
 mod exposition;
 mod host_counts;
@@ -43,6 +44,7 @@ mod wait;
 
 pub use crate::certificates::{Authority, Issued};
 pub use crate::curl::{Answer, curl};
+pub use crate::dns::{DnsServer, SilentDnsServer, resolv_conf};
 pub use crate::exporter::{Exporter, ExporterCommand};
 pub use crate::exposition::{Family, PLAIN_FAMILIES, ParseError, SEED_FAMILIES, Sample, Scrape};
 pub use crate::host_counts::{HostCounts, show, with_connections};

@@ -217,6 +217,32 @@ impl LabelCounts {
     pub fn get(&self, group: StateGroup) -> u32 {
         self.counts[group.index()]
     }
+
+    /// Adds the counts and totals of `other` to these (the labels stay): for output that
+    /// shows two label sets as one series.
+    pub fn add(&mut self, other: &LabelCounts) {
+        for (count, more) in self.counts.iter_mut().zip(other.counts) {
+            *count += more;
+        }
+        // Taken apart whole, so that a new total cannot be forgotten here.
+        let Totals {
+            opened,
+            closed,
+            failed,
+            sent_bytes,
+            received_bytes,
+            sent_packets,
+            received_packets,
+        } = other.totals;
+        let totals = &mut self.totals;
+        totals.opened += opened;
+        totals.closed += closed;
+        totals.failed += failed;
+        totals.sent_bytes += sent_bytes;
+        totals.received_bytes += received_bytes;
+        totals.sent_packets += sent_packets;
+        totals.received_packets += received_packets;
+    }
 }
 
 /// The outcome of a resync: how far the table had drifted from the kernel's.

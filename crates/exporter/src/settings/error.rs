@@ -78,6 +78,9 @@ pub enum SettingsError {
     /// A duration too long to mean anything to the exporter.
     #[error("{0:?} is too long: at most {MAX_DURATION_DAYS}d")]
     DurationTooLong(String),
+    /// A time limit of zero.
+    #[error("{0:?} is too short: expected a duration above 0, such as \"2s\"")]
+    ZeroTimeout(String),
     /// A resync interval so short that the exporter would do little but re-read the table.
     #[error(
         "{0:?} is too short: at least {min}, or \"0\" to turn the periodic resync off",

@@ -15,7 +15,7 @@ mod file;
 mod values;
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
 
 use definition::define_settings;
@@ -25,7 +25,7 @@ pub(crate) use values::EventFormat;
 pub use values::Naming;
 use values::{
     HostGroupList, HostList, HumanDuration, LabelList, ListenPath, OptionalPath, PrefixLength,
-    ProtocolList, QueueBytes, ResyncInterval,
+    ProtocolList, QueueBytes, ResyncInterval, Timeout,
 };
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
@@ -116,6 +116,29 @@ define_settings! {
     /// Serve /-/healthy and /-/ready without the basic auth credentials of the web
     /// configuration file, for probes that have none.
     public_health_endpoints: bool = Flag::long_switch();
+
+    /// Show the name of a remote address (its PTR record, if that name resolves back to the
+    /// address) instead of the address, through the system's resolver configuration.
+    resolve_hosts: bool = Flag::long_switch();
+
+    /// How long a confirmed name is used before it is looked up again.
+    resolve_cache_ttl: HumanDuration = Flag::None;
+
+    /// How long an address without a confirmed name (or whose lookup failed) waits before
+    /// it is looked up again.
+    resolve_negative_cache_ttl: HumanDuration = Flag::None;
+
+    /// Addresses whose names (or their absence) are remembered at most.
+    resolve_cache_entries: NonZeroUsize = Flag::None;
+
+    /// Name lookups started per second at most.
+    resolve_rate: NonZeroU32 = Flag::None;
+
+    /// Name lookups under way at once at most.
+    resolve_max_concurrent: NonZeroUsize = Flag::None;
+
+    /// How long one name lookup (the PTR record and its confirmation) may take; above 0.
+    resolve_timeout: Timeout = Flag::None;
 }
 
 /// The settings that a reload of the config file (SIGHUP) applies while the exporter runs:
@@ -240,6 +263,16 @@ mod tests {
             (PrefixLength(32), PrefixLength(128))
         );
         assert_eq!(settings.max_series, 10_000);
+        assert!(!settings.resolve_hosts);
+        assert_eq!(settings.resolve_cache_ttl.0, Duration::from_secs(3600));
+        assert_eq!(
+            settings.resolve_negative_cache_ttl.0,
+            Duration::from_secs(300)
+        );
+        assert_eq!(settings.resolve_cache_entries.get(), 10_000);
+        assert_eq!(settings.resolve_rate.get(), 20);
+        assert_eq!(settings.resolve_max_concurrent.get(), 16);
+        assert_eq!(settings.resolve_timeout.0, Duration::from_secs(2));
     }
 
     #[test]
@@ -450,6 +483,14 @@ mod tests {
             (
                 "host_idle_timeout = \"1000y\"\n",
                 "test.toml:1: host_idle_timeout: \"1000y\" is too long: at most 365d",
+            ),
+            (
+                "resolve_timeout = \"0\"\n",
+                "test.toml:1: resolve_timeout: \"0\" is too short: expected a duration above 0",
+            ),
+            (
+                "\nresolve_rate = 0\n",
+                "test.toml:2: resolve_rate: invalid value: integer `0`, expected a nonzero u32",
             ),
             (
                 "ignore_hosts = [\"10.0.0.1\",\n  \"fd00::5:3306\"]\n",

@@ -40,7 +40,13 @@ macro_rules! deserialize_from_str {
     )+};
 }
 
-deserialize_from_str!(ListenPath, HumanDuration, ResyncInterval, OptionalPath);
+deserialize_from_str!(
+    ListenPath,
+    HumanDuration,
+    ResyncInterval,
+    OptionalPath,
+    Timeout
+);
 
 /// A file that a setting may name: the empty string names none, so that the default config
 /// file can hold the key with its default value, and a flag can undo the file's choice
@@ -127,6 +133,23 @@ impl FromStr for HumanDuration {
             return Err(SettingsError::DurationTooLong(text.to_owned()));
         }
         Ok(HumanDuration(duration))
+    }
+}
+
+/// A time limit: a [`HumanDuration`] above zero (a limit of zero would fail everything it
+/// limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeout(pub Duration);
+
+impl FromStr for Timeout {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let HumanDuration(limit) = text.parse()?;
+        if limit.is_zero() {
+            return Err(SettingsError::ZeroTimeout(text.to_owned()));
+        }
+        Ok(Timeout(limit))
     }
 }
 
