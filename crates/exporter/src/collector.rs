@@ -379,7 +379,7 @@ impl Collector {
         let tracker = Arc::clone(&self.applier.tracker);
         let mut resync = tracker.begin_resync();
         let applier = &mut self.applier;
-        let summary = self.table.dump(None, |decoded| match decoded {
+        let summary = self.table.dump_overlapped(None, |decoded| match decoded {
             Ok(decoded) => {
                 applier.count_attribute_errors(&decoded);
                 let entry = &decoded.entry;
