@@ -550,6 +550,16 @@ impl Harness<'_> {
         drop(exporter);
         let kernel_dump_after = self.dump_without_decoding();
         let kernel_dump = (kernel_dump_before + kernel_dump_after) / 2.0;
+        // Decoding alone, without the exporter's apply: on the receiving thread, and on a
+        // second one while the first receives.
+        let decoded = Instant::now();
+        self.socket.dump(None, |_| {}).expect("dumping the table");
+        let decoded = decoded.elapsed().as_secs_f64();
+        let overlapped = Instant::now();
+        self.socket
+            .dump_overlapped(None, |_| {})
+            .expect("dumping the table");
+        let overlapped = overlapped.elapsed().as_secs_f64();
         flush(self.socket);
 
         let per_connection = |rss: u64| rss.saturating_sub(rss_empty) as f64 / f64::from(count);
@@ -591,6 +601,8 @@ impl Harness<'_> {
                 "target": 1.05,
             },
             "dump_without_decoding_seconds": [kernel_dump_before, kernel_dump_after],
+            "dump_decoding_on_the_receiving_thread_seconds": decoded,
+            "dump_decoding_on_a_second_thread_seconds": overlapped,
             "startup_dump_seconds": startup_dump,
             "startup_dump_vs_dump_without_decoding": startup_dump / kernel_dump,
             "resync_seconds": resync,
