@@ -17,7 +17,8 @@ bench: bench-scale bench-http
 	cargo bench -p benches
 
 # The scale and burst harness alone; prints one JSON report. CHURN_SECONDS=600 for the
-# ten-minute memory stability run.
+# ten-minute memory stability run; the million-connection phase and the mixed burst run
+# on their own: target/release/scale --phases million,mixed
 CHURN_SECONDS ?= 60
 bench-scale:
 	cargo build --release --locked -p conntrack-exporter -p benches

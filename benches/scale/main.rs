@@ -5,8 +5,9 @@
 //! to it. See `benches/README.md`.
 //!
 //! Usage (as root, after `cargo build --release -p conntrack-exporter -p benches`):
-//! `target/release/scale [--entries N] [--churn-seconds S]`
+//! `target/release/scale [--entries N] [--churn-seconds S] [--phases burst,scale,churn,million]`
 
+mod kernel_limits;
 mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -24,7 +25,8 @@ use testkit::{
     with_connections,
 };
 
-use crate::workload::{create, flush, kernel_counts};
+use crate::kernel_limits::TableLimit;
+use crate::workload::{create, create_made, delete, flush, kernel_counts, mixed_entry};
 
 /// The queue size the exporter uses by default, given to the floor reader too.
 const DEFAULT_QUEUE: usize = 32 << 20;
@@ -34,12 +36,23 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 /// Scrapes timed per table size.
 const SCRAPES: usize = 200;
+/// Scrapes timed in the million phase (each renders 10,000 hosts).
+const MILLION_SCRAPES: usize = 50;
+/// Remote hosts of the million phase.
+const MILLION_HOSTS: u32 = 10_000;
+/// Workload rounds of the million phase: the table, its replacement in the churn, and the
+/// two halves of the burst on top of it. Entries of one round span 16 source networks at a
+/// million entries (see [`workload::entry`]), so these rounds are 4 apart.
+const MILLION_ROUND: u32 = 10;
+const MILLION_CHURN_ROUND: u32 = 14;
+const LIVE_BURST_ROUNDS: (u32, u32) = (18, 19);
 
 struct Options {
     exporter: PathBuf,
     floor_reader: PathBuf,
     entries: u32,
     scale_entries: u32,
+    million_entries: u32,
     churn_seconds: u64,
     phases: Vec<String>,
 }
@@ -55,6 +68,7 @@ impl Options {
             floor_reader: dir.join("floor_reader"),
             entries: 100_000,
             scale_entries: 250_000,
+            million_entries: 1_000_000,
             churn_seconds: 60,
             phases: ["burst", "scale", "churn", "cardinality"]
                 .map(String::from)
@@ -69,13 +83,17 @@ impl Options {
                 "--scale-entries" => {
                     options.scale_entries = value.parse().expect("--scale-entries N")
                 }
+                "--million-entries" => {
+                    options.million_entries = value.parse().expect("--million-entries N")
+                }
                 "--churn-seconds" => {
                     options.churn_seconds = value.parse().expect("--churn-seconds S")
                 }
                 "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
                 other => panic!(
                     "unknown option {other}; known: --exporter PATH, --entries N, \
-                     --scale-entries N, --churn-seconds S, --phases burst,scale,churn,cardinality"
+                     --scale-entries N, --million-entries N, --churn-seconds S, \
+                     --phases burst,scale,churn,cardinality,million,mixed"
                 ),
             }
         }
@@ -85,6 +103,16 @@ impl Options {
 
 fn main() {
     let options = Options::parse();
+    // The table's limit is global on recent kernels (read-only inside a network
+    // namespace): it is raised before entering one, and restored when the harness ends.
+    let _limit = options
+        .phases
+        .iter()
+        .any(|phase| phase == "million")
+        .then(|| {
+            let needed = options.million_entries + options.entries;
+            TableLimit::raise(needed + needed / 8).expect("raising the conntrack table's limit")
+        });
     let Some(_namespace) = testkit::enter("the scale harness") else {
         panic!("the scale harness needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)");
     };
@@ -95,6 +123,7 @@ fn main() {
         dir: &dir,
         socket: &mut socket,
         next_port: 19318,
+        failures: Vec::new(),
     };
 
     let mut report = serde_json::Map::new();
@@ -108,12 +137,21 @@ fn main() {
             "scale" => harness.scale(),
             "churn" => harness.churn(),
             "cardinality" => harness.cardinality(),
-            other => panic!("unknown phase {other}; known: burst, scale, churn, cardinality"),
+            "million" => harness.million(),
+            "mixed" => harness.mixed(),
+            other => panic!(
+                "unknown phase {other}; known: burst, scale, churn, cardinality, million, mixed"
+            ),
         };
         report.insert(phase.clone(), result);
     }
     let report = serde_json::to_string_pretty(&Value::Object(report)).unwrap_or_default();
     println!("{report}");
+    assert!(
+        harness.failures.is_empty(),
+        "the harness's checks failed: {:?}",
+        harness.failures
+    );
 }
 
 struct Harness<'a> {
@@ -121,19 +159,22 @@ struct Harness<'a> {
     dir: &'a TempDir,
     socket: &'a mut ConntrackSocket,
     next_port: u16,
+    /// Checks that failed; reported after the JSON report, which is printed whole first.
+    failures: Vec<String>,
 }
 
 impl Harness<'_> {
     /// The burst against the exporter, the floor reader and `conntrack -E`, and against the
     /// exporter again with a queue too small for it.
     fn bursts(&mut self) -> Value {
-        let exporter = self.burst_exporter("", "default settings");
-        let floor = self.burst_floor_reader();
+        let exporter = self.burst_exporter("", "default settings", Self::run_burst);
+        let floor = self.burst_floor_reader(Self::run_burst);
         let conntrack_events = self.burst_conntrack_tool();
         let small_queue = self.burst_exporter(
             "netlink_buffer_bytes = 262144\nnetlink_buffer_max_bytes = 262144\n\
              resync_interval = \"0\"\n",
             "a 256 KiB queue that may not grow: events are lost, the resync repairs",
+            Self::run_burst,
         );
         let per_event = |run: &Value| run["cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN);
         json!({
@@ -177,22 +218,42 @@ impl Harness<'_> {
         })
     }
 
-    /// The burst against the exporter started with `config`.
-    fn burst_exporter(&mut self, config: &str, settings: &str) -> Value {
+    /// The burst against the exporter started with `config`, on an empty table.
+    fn burst_exporter(
+        &mut self,
+        config: &str,
+        settings: &str,
+        burst: fn(&mut Self) -> Value,
+    ) -> Value {
         flush(self.socket);
         let exporter = self.start_exporter(config);
-        let events_before = exporter.scrape().sum("conntrack_exporter_events_total");
+        self.burst_against(&exporter, settings, burst)
+    }
+
+    /// `burst` against a running exporter: its CPU time per event, overruns, and whether its
+    /// numbers settle on the kernel's.
+    fn burst_against(
+        &mut self,
+        exporter: &Exporter,
+        settings: &str,
+        burst: fn(&mut Self) -> Value,
+    ) -> Value {
+        let before = exporter.scrape();
+        let events_before = before.sum("conntrack_exporter_events_total");
+        let lost_before = value(&before, "conntrack_exporter_events_lost_total", &[]);
         let cpu_before = exporter.process.cpu_ns();
-        let workload = self.run_burst();
-        let settled = self.settle(&exporter);
+        let workload = burst(self);
+        // Read before the checks' own scrapes, which cost one render each.
+        wait_until_idle(&exporter.process);
         let cpu = exporter.process.cpu_ns() - cpu_before;
+        let settled = self.settle(exporter);
         let scrape = exporter.scrape();
         let events = scrape.sum("conntrack_exporter_events_total") - events_before;
         json!({
             "settings": settings,
             "workload": workload,
             "events_applied": events,
-            "events_lost_overruns": value(&scrape, "conntrack_exporter_events_lost_total", &[]),
+            "events_lost_overruns": value(&scrape, "conntrack_exporter_events_lost_total", &[]) - lost_before,
             "resyncs_after_loss": value(&scrape, "conntrack_exporter_resyncs_total", &[("reason", "events_lost")]),
             "resync_corrected_entries_total": value(&scrape, "conntrack_exporter_resync_corrected_entries_total", &[]),
             "receive_queue_bytes": value(&scrape, "conntrack_exporter_netlink_receive_queue_bytes", &[]),
@@ -220,9 +281,14 @@ impl Harness<'_> {
         .ok()
     }
 
-    /// The same burst with only the floor reader listening.
-    fn burst_floor_reader(&mut self) -> Value {
+    /// The burst with only the floor reader listening, on an empty table.
+    fn burst_floor_reader(&mut self, burst: fn(&mut Self) -> Value) -> Value {
         flush(self.socket);
+        self.floor_reader_against(burst)
+    }
+
+    /// `burst` with only the floor reader listening, on the table as it is.
+    fn floor_reader_against(&mut self, burst: fn(&mut Self) -> Value) -> Value {
         let reader = Process::spawn(
             Command::new(&self.options.floor_reader)
                 .arg(DEFAULT_QUEUE.to_string())
@@ -230,7 +296,7 @@ impl Harness<'_> {
         );
         std::thread::sleep(Duration::from_millis(200));
         let cpu_before = reader.cpu_ns();
-        let workload = self.run_burst();
+        let workload = burst(self);
         wait_until_idle(&reader);
         let cpu = reader.cpu_ns() - cpu_before;
         let output: Value = serde_json::from_str(&reader.terminate()).unwrap_or(Value::Null);
@@ -313,11 +379,7 @@ impl Harness<'_> {
         let conntrack_list = listed.elapsed().as_secs_f64();
         assert!(status.is_ok_and(|s| s.success()), "conntrack -L failed");
         // The kernel's own cost of a dump: a reader that decodes nothing.
-        let dumped = Instant::now();
-        self.socket
-            .dump(None, |_| {})
-            .expect("dumping the large table");
-        let kernel_dump = dumped.elapsed().as_secs_f64();
+        let kernel_dump = self.dump_without_decoding();
         let exporter = self.start_exporter("resync_interval = \"1s\"\n");
         let startup_dump = value(
             &exporter.scrape(),
@@ -412,6 +474,272 @@ impl Harness<'_> {
             "events_lost_overruns": value(&exporter.scrape(), "conntrack_exporter_events_lost_total", &[]),
         })
     }
+
+    /// A million connections over 10,000 hosts (`--million-entries`): exactness after the
+    /// load and after a churn of the whole table, memory per connection and over the churn,
+    /// a burst on top of the full table against the floor reader, the start-up dump and
+    /// resyncs against a dump that decodes nothing, and scrapes during back-to-back resyncs.
+    fn million(&mut self) -> Value {
+        let count = self.options.million_entries;
+        flush(self.socket);
+        let exporter = self.start_exporter("resync_interval = \"0\"\n");
+        let rss_empty = exporter.process.rss_bytes();
+        // One connection per host first: what the hosts cost (their aggregates, series and
+        // pages) is then apart from what each further connection costs.
+        let started = Instant::now();
+        create_range(self.socket, MILLION_ROUND, 0, MILLION_HOSTS, MILLION_HOSTS);
+        let exact_per_host = self.settle(&exporter).is_some();
+        self.check(exact_per_host, "exact with one connection per host");
+        let rss_hosts = exporter.process.rss_bytes();
+        create_range(
+            self.socket,
+            MILLION_ROUND,
+            MILLION_HOSTS,
+            count,
+            MILLION_HOSTS,
+        );
+        let load = started.elapsed();
+        let exact_after_load = self.settle(&exporter);
+        self.check(exact_after_load.is_some(), "exact after loading the table");
+        let rss_loaded = exporter.process.rss_bytes();
+        let scrapes = scrape_times(&exporter, MILLION_SCRAPES);
+        let burst = self.burst_against(&exporter, "default settings", Self::run_live_burst);
+        self.check(
+            burst["exact"] == true,
+            "exact after the burst on the full table",
+        );
+
+        // Every connection replaced by another one, scraped and sampled every 5 seconds.
+        let mut samples = Vec::new();
+        let churn_started = Instant::now();
+        let mut next_sample = churn_started;
+        for index in 0..count {
+            if Instant::now() >= next_sample {
+                exporter.scrape();
+                samples.push(exporter.process.rss_bytes());
+                next_sample += Duration::from_secs(5);
+            }
+            let old = workload::entry(MILLION_ROUND, index, MILLION_HOSTS);
+            self.socket
+                .delete(&old.original, None)
+                .expect("deleting during the churn");
+            self.socket
+                .create(&workload::entry(MILLION_CHURN_ROUND, index, MILLION_HOSTS))
+                .expect("creating during the churn");
+        }
+        let churn_seconds = churn_started.elapsed().as_secs_f64();
+        let exact_after_churn = self.settle(&exporter);
+        self.check(exact_after_churn.is_some(), "exact after the churn");
+        samples.push(exporter.process.rss_bytes());
+        let churn_scrape = exporter.scrape();
+        let churn_lost = value(&churn_scrape, "conntrack_exporter_events_lost_total", &[]);
+        drop(exporter);
+
+        let floor = self.floor_reader_against(Self::run_live_burst);
+
+        // The kernel's own cost of dumping this table, before and after the exporter's
+        // dumps; the exporter's start-up dump and resyncs are compared with their mean.
+        let kernel_dump_before = self.dump_without_decoding();
+        let exporter = self.start_exporter("resync_interval = \"1s\"\n");
+        let startup_dump = value(
+            &exporter.scrape(),
+            "conntrack_exporter_resync_duration_seconds",
+            &[],
+        );
+        let rss_after_startup_dump = exporter.process.rss_bytes();
+        let (slowest, resyncs) = slowest_scrape_during_resyncs(&exporter, 3);
+        let resync = value(
+            &exporter.scrape(),
+            "conntrack_exporter_resync_duration_seconds",
+            &[],
+        );
+        drop(exporter);
+        let kernel_dump_after = self.dump_without_decoding();
+        let kernel_dump = (kernel_dump_before + kernel_dump_after) / 2.0;
+        // Decoding alone, without the exporter's apply: on the receiving thread, and on a
+        // second one while the first receives.
+        let decoded = Instant::now();
+        self.socket.dump(None, |_| {}).expect("dumping the table");
+        let decoded = decoded.elapsed().as_secs_f64();
+        let overlapped = Instant::now();
+        self.socket
+            .dump_overlapped(None, |_| {})
+            .expect("dumping the table");
+        let overlapped = overlapped.elapsed().as_secs_f64();
+        flush(self.socket);
+
+        let per_connection = |rss: u64| rss.saturating_sub(rss_empty) as f64 / f64::from(count);
+        let first = samples.get(1).copied().unwrap_or_default();
+        let last = samples.last().copied().unwrap_or_default();
+        let render_p50 = scrapes["p50_ms"].as_f64().unwrap_or(f64::NAN);
+        let cpu_per_event = |run: &Value| run["cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN);
+        json!({
+            "connections": count,
+            "hosts": MILLION_HOSTS,
+            "creates_per_second": f64::from(count) / load.as_secs_f64(),
+            "exact_after_load": exact_after_load.is_some(),
+            "seconds_to_exact_after_load": exact_after_load.map(|d| d.as_secs_f64()),
+            "rss_empty_bytes": rss_empty,
+            "rss_one_connection_per_host_bytes": rss_hosts,
+            "rss_loaded_bytes": rss_loaded,
+            "rss_bytes_per_connection": per_connection(rss_loaded),
+            "rss_bytes_per_further_connection": rss_loaded.saturating_sub(rss_hosts) as f64
+                / f64::from(count - MILLION_HOSTS),
+            "rss_bytes_per_connection_target": 64,
+            "rss_after_startup_dump_bytes": rss_after_startup_dump,
+            "rss_bytes_per_connection_after_startup_dump": per_connection(rss_after_startup_dump),
+            "scrape": scrapes,
+            "burst_on_full_table": {
+                "exporter": burst,
+                "floor_reader": floor,
+                "exporter_cpu_per_event_vs_floor_reader": cpu_per_event(&burst) / cpu_per_event(&floor),
+                "target": 1.0,
+            },
+            "churn": {
+                "replaced_connections": count,
+                "events": 2 * u64::from(count),
+                "seconds": churn_seconds,
+                "events_per_second": 2.0 * f64::from(count) / churn_seconds,
+                "events_lost_overruns": churn_lost,
+                "exact_afterwards": exact_after_churn.is_some(),
+                "rss_samples_bytes": samples,
+                "rss_last_vs_first_sample_after_warmup": last as f64 / first as f64,
+                "target": 1.05,
+            },
+            "dump_without_decoding_seconds": [kernel_dump_before, kernel_dump_after],
+            "dump_decoding_on_the_receiving_thread_seconds": decoded,
+            "dump_decoding_on_a_second_thread_seconds": overlapped,
+            "startup_dump_seconds": startup_dump,
+            "startup_dump_vs_dump_without_decoding": startup_dump / kernel_dump,
+            "resync_seconds": resync,
+            "resync_vs_dump_without_decoding": resync / kernel_dump,
+            "dump_target": 1.1,
+            "periodic_resyncs_during_scrapes": resyncs,
+            "slowest_scrape_during_resyncs_ms": slowest.as_secs_f64() * 1e3,
+            "slowest_scrape_during_resyncs_vs_scrape_p50": slowest.as_secs_f64() * 1e3 / render_p50,
+            "slowest_scrape_target": 1.2,
+        })
+    }
+
+    /// The burst with ten UDP entries for each TCP one, against the exporter with the
+    /// kernel's event filter (the default) and without, at the default queue and at a
+    /// queue too small for the burst: CPU time per counted (TCP) event and overruns.
+    fn mixed(&mut self) -> Value {
+        let small_queue = "netlink_buffer_bytes = 1048576\nnetlink_buffer_max_bytes = 1048576\n";
+        let unfiltered = "kernel_event_filter = false\n";
+        let runs = [
+            (
+                "filtered",
+                String::new(),
+                "default settings: the kernel drops UDP events",
+            ),
+            ("unfiltered", unfiltered.to_owned(), "every event read"),
+            (
+                "filtered_small_queue",
+                small_queue.to_owned(),
+                "a 1 MiB queue that may not grow, the kernel drops UDP events",
+            ),
+            (
+                "unfiltered_small_queue",
+                format!("{small_queue}{unfiltered}"),
+                "a 1 MiB queue that may not grow, every event read",
+            ),
+        ];
+        let mut report = serde_json::Map::new();
+        let counted = 3 * u64::from(self.options.entries.div_ceil(11));
+        for (name, config, settings) in runs {
+            let mut run = self.burst_exporter(&config, settings, Self::run_mixed_burst);
+            let cpu = run["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
+            run["cpu_ns_per_counted_event"] = json!(cpu * 1e9 / counted as f64);
+            self.check(run["exact"] == true, &format!("mixed burst {name}: exact"));
+            report.insert(name.to_owned(), run);
+        }
+        flush(self.socket);
+        let per_counted = |name: &str| {
+            report[name]["cpu_ns_per_counted_event"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+        };
+        let ratio = per_counted("filtered") / per_counted("unfiltered");
+        report.insert("counted_events".into(), json!(counted));
+        report.insert(
+            "cpu_per_counted_event_filtered_vs_unfiltered".into(),
+            json!(ratio),
+        );
+        Value::Object(report)
+    }
+
+    /// [`Harness::run_burst`] with ten UDP entries for each TCP one.
+    fn run_mixed_burst(&mut self) -> Value {
+        let entries = self.options.entries;
+        let first = create_made(self.socket, mixed_entry, 0, entries, 1000);
+        let flushed = flush(self.socket);
+        let second = create_made(self.socket, mixed_entry, 1, entries, 1000);
+        json!({
+            "creates_per_second": f64::from(entries) / first.as_secs_f64(),
+            "creates_per_second_second_round": f64::from(entries) / second.as_secs_f64(),
+            "flush_seconds": flushed.as_secs_f64(),
+            "events_generated": 3 * u64::from(entries),
+            "tcp_entries_per_round": entries.div_ceil(11),
+        })
+    }
+
+    /// A burst on top of the table as it is, which stays in place: creates
+    /// `--entries` entries over 1,000 hosts, deletes them one by one, creates as many
+    /// others (3 × `--entries` events); the last ones are deleted again afterwards, outside
+    /// the measurement.
+    fn run_live_burst(&mut self) -> Value {
+        let entries = self.options.entries;
+        let (first_round, second_round) = LIVE_BURST_ROUNDS;
+        let first = create(self.socket, first_round, entries, 1000);
+        let deleted = delete(self.socket, first_round, entries, 1000);
+        let second = create(self.socket, second_round, entries, 1000);
+        let workload = json!({
+            "creates_per_second": f64::from(entries) / first.as_secs_f64(),
+            "deletes_per_second": f64::from(entries) / deleted.as_secs_f64(),
+            "creates_per_second_second_round": f64::from(entries) / second.as_secs_f64(),
+            "events_generated": 3 * u64::from(entries),
+        });
+        delete(self.socket, second_round, entries, 1000);
+        workload
+    }
+
+    /// Seconds a dump of the whole table takes when the reader decodes nothing: the
+    /// kernel's own cost.
+    fn dump_without_decoding(&mut self) -> f64 {
+        let started = Instant::now();
+        self.socket.dump_undecoded(None).expect("dumping the table");
+        started.elapsed().as_secs_f64()
+    }
+
+    /// Records a failed check; the run goes on so that every figure is reported.
+    fn check(&mut self, passed: bool, what: &str) {
+        if !passed {
+            eprintln!("scale: check failed: {what}");
+            self.failures.push(what.to_owned());
+        }
+    }
+}
+
+/// The slowest of back-to-back scrapes until the exporter has run `resyncs` more periodic
+/// resyncs (or a minute passed), and how many it ran.
+fn slowest_scrape_during_resyncs(exporter: &Exporter, resyncs: u32) -> (Duration, f64) {
+    let periodic = || {
+        value(
+            &exporter.scrape(),
+            "conntrack_exporter_resyncs_total",
+            &[("reason", "periodic")],
+        )
+    };
+    let before = periodic();
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    let mut done = 0.0;
+    while done < f64::from(resyncs) && started.elapsed() < Duration::from_secs(60) {
+        slowest = slowest.max(exporter.time_scrape());
+        done = periodic() - before;
+    }
+    (slowest, done)
 }
 
 impl Harness<'_> {

@@ -34,14 +34,49 @@ pub fn entry(round: u32, index: u32, hosts: u32) -> NewEntry {
     NewEntry::tcp(tuple, state, 3600)
 }
 
+/// Entry `index` of `round` as [`entry`] makes it when `index` is a multiple of 11; the
+/// others are UDP flows between the same addresses: ten UDP entries for each TCP one, as on
+/// a DNS server or a NAT gateway.
+pub fn mixed_entry(round: u32, index: u32, hosts: u32) -> NewEntry {
+    let mut made = entry(round, index, hosts);
+    if !index.is_multiple_of(11) {
+        made.original.protocol = Protocol::UDP;
+        made.tcp_state = None;
+    }
+    made
+}
+
 /// Creates entries `0..count` of `round`, one request at a time as a single client does,
 /// and returns how long it took.
 pub fn create(socket: &mut ConntrackSocket, round: u32, count: u32, hosts: u32) -> Duration {
+    create_made(socket, entry, round, count, hosts)
+}
+
+/// Creates entries `0..count` of `round` made by `make`, one request at a time; returns how
+/// long it took.
+pub fn create_made(
+    socket: &mut ConntrackSocket,
+    make: fn(u32, u32, u32) -> NewEntry,
+    round: u32,
+    count: u32,
+    hosts: u32,
+) -> Duration {
     let started = Instant::now();
     for index in 0..count {
         socket
-            .create(&entry(round, index, hosts))
+            .create(&make(round, index, hosts))
             .unwrap_or_else(|error| panic!("creating entry {index} of round {round}: {error}"));
+    }
+    started.elapsed()
+}
+
+/// Deletes entries `0..count` of `round`, one request at a time; returns how long it took.
+pub fn delete(socket: &mut ConntrackSocket, round: u32, count: u32, hosts: u32) -> Duration {
+    let started = Instant::now();
+    for index in 0..count {
+        socket
+            .delete(&entry(round, index, hosts).original, None)
+            .unwrap_or_else(|error| panic!("deleting entry {index} of round {round}: {error}"));
     }
     started.elapsed()
 }

@@ -70,6 +70,7 @@ mod attr;
 mod entry;
 mod entry_attributes;
 mod error;
+pub mod event_filter;
 mod frame;
 mod message;
 pub mod request;

@@ -11,6 +11,8 @@ use conntrack_codec::{
 use crate::error::{Error, Origin};
 use crate::socket::{AlignedBuffer, NetlinkSocket, Read};
 
+mod overlapped;
+
 /// Receive buffer size for one `recv`. Dump replies are batched by the kernel into messages
 /// of up to a page or more each; 64 KiB holds any batch it sends.
 const RECEIVE_CHUNK: usize = 64 * 1024;

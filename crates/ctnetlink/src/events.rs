@@ -4,6 +4,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+use conntrack_codec::event_filter::Instruction;
 use conntrack_codec::{EntryMessage, Message, ParseError, messages};
 
 use crate::error::Error;
@@ -148,6 +149,15 @@ impl EventSocket {
         self.socket
             .set_option(libc::SOL_SOCKET, libc::SO_RCVTIMEO, value)
             .map_err(|e| Error::system_call("setting the event receive timeout", e))
+    }
+
+    /// Has the kernel drop, before queuing them, the events `program` rejects (a classic BPF
+    /// socket filter, such as `conntrack_codec::event_filter::protocol_filter` builds);
+    /// `None` removes the filter. The program replaces any set before.
+    pub fn set_filter(&self, program: Option<&[Instruction]>) -> Result<(), Error> {
+        self.socket
+            .attach_filter(program)
+            .map_err(|e| Error::system_call("attaching the event filter", e))
     }
 
     /// Reads the events queued now, up to [`BATCH`](Self::BATCH) datagrams in one system

@@ -7,6 +7,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
+use conntrack_codec::event_filter::Instruction;
+
 use crate::error::Error;
 
 /// What one read from a netlink socket brought.
@@ -167,6 +169,51 @@ impl NetlinkSocket {
                 name,
                 (&raw const value).cast(),
                 std::mem::size_of::<T>() as libc::socklen_t,
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Attaches the classic BPF `program` (`SO_ATTACH_FILTER`), replacing any attached
+    /// before; with `None`, detaches it (`SO_DETACH_FILTER`).
+    pub(crate) fn attach_filter(&self, program: Option<&[Instruction]>) -> io::Result<()> {
+        let Some(program) = program else {
+            let detached = self.set_option(libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0);
+            // ENOENT: nothing was attached.
+            return match detached {
+                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                other => other,
+            };
+        };
+        let mut instructions: Vec<libc::sock_filter> = program
+            .iter()
+            .map(|instruction| libc::sock_filter {
+                code: instruction.code,
+                jt: instruction.jt,
+                jf: instruction.jf,
+                k: instruction.k,
+            })
+            .collect();
+        let length = u16::try_from(instructions.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let program = libc::sock_fprog {
+            len: length,
+            filter: instructions.as_mut_ptr(),
+        };
+        // SAFETY: `program` points at `instructions`, `length` elements that live until the
+        // call returns; the kernel copies and checks them (a program it cannot verify is
+        // refused with EINVAL). The padding bytes of `sock_fprog` are not read.
+        let result = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&raw const program).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
             )
         };
         if result == 0 {

@@ -434,3 +434,80 @@ fn a_blocking_socket_waits_at_most_its_timeout_and_queued_reads_never_wait() {
         })
     )));
 }
+
+#[test]
+fn a_protocol_filter_keeps_every_event_of_the_counted_protocols_and_drops_the_rest() {
+    let Some(_ns) = testkit::enter("protocol_filter") else {
+        return;
+    };
+    let mut filtered = Events::subscribe(EventGroups::ALL);
+    let program = conntrack_codec::event_filter::protocol_filter(&[Protocol::TCP, Protocol::SCTP])
+        .expect("a program");
+    filtered.socket.set_filter(Some(&program)).expect("attach");
+    let mut everything = Events::subscribe(EventGroups::ALL);
+    for socket in [&filtered.socket, &everything.socket] {
+        socket.set_receive_queue(4 << 20).unwrap();
+    }
+    let mut socket = ConntrackSocket::open().unwrap();
+    // TCP and UDP over IPv4 and IPv6, in a zone and not: NEW, then DESTROY.
+    let mut tuples = Vec::new();
+    for index in 0..200u16 {
+        let (src, dst) = if index % 2 == 0 {
+            (v4(1), v4(2))
+        } else {
+            (v6(1), v6(2))
+        };
+        let tuple = if index % 3 == 0 {
+            Tuple::tcp(src, 10_000 + index, dst, 443)
+        } else {
+            Tuple::udp(src, 10_000 + index, dst, 53)
+        };
+        let mut entry = NewEntry::tcp(tuple, TcpState::Established, 300);
+        if tuple.protocol == Protocol::UDP {
+            entry.tcp_state = None;
+        }
+        entry.zone = (index % 5 == 0).then_some(7);
+        socket.create(&entry).unwrap();
+        tuples.push((tuple, entry.zone));
+    }
+    for (tuple, zone) in &tuples {
+        socket.delete(tuple, *zone).unwrap();
+    }
+    // Every event reaches the unfiltered socket; the filtered one has received by then what
+    // it will receive.
+    everything.wait_until("every NEW and DESTROY", |received| received.len() >= 400);
+    filtered.drain();
+    let tcp = |events: &Events| {
+        let mut tcp: Vec<(EntryKind, Tuple)> = events
+            .received
+            .iter()
+            .filter(|(_, entry)| entry.original.protocol == Protocol::TCP)
+            .map(|(kind, entry)| (*kind, entry.original))
+            .collect();
+        tcp.sort_by_key(|(kind, tuple)| (format!("{kind:?}"), format!("{tuple:?}")));
+        tcp
+    };
+    assert_eq!(
+        tcp(&filtered).len(),
+        2 * 67,
+        "one NEW and one DESTROY per TCP entry"
+    );
+    assert_eq!(tcp(&filtered), tcp(&everything));
+    assert!(
+        filtered
+            .received
+            .iter()
+            .all(|(_, entry)| entry.original.protocol == Protocol::TCP),
+        "no UDP event passes"
+    );
+
+    // Without the filter, the same socket gets UDP events again.
+    filtered.socket.set_filter(None).expect("detach");
+    let udp = Tuple::udp(v4(3), 5000, v4(4), 53);
+    let mut entry = NewEntry::tcp(udp, TcpState::Established, 300);
+    entry.tcp_state = None;
+    socket.create(&entry).unwrap();
+    filtered.wait_until("the UDP event", |received| {
+        received.iter().any(|(_, entry)| entry.original == udp)
+    });
+}

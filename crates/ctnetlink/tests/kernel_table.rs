@@ -491,4 +491,49 @@ fn a_large_dump_spanning_many_datagrams_returns_every_entry_once() {
             .all(|entry| entry.original.src_port().unwrap() % 2
                 == u16::from(entry.family == Family::Ipv6))
     );
+
+    // Received on this thread, decoded and handed over on another: the same entries, in the
+    // same order.
+    let mut overlapped = Vec::new();
+    let summary = socket
+        .dump_overlapped(None, |decoded| {
+            overlapped.push(decoded.expect("dumped entry decodes").entry)
+        })
+        .expect("overlapped dump");
+    assert_eq!(summary.entries, u64::from(COUNT));
+    assert_eq!(summary.parse_errors, 0);
+    // (Tuples: the timeouts count down between the two dumps.)
+    let tuples = |entries: &[Entry]| -> Vec<Tuple> { entries.iter().map(|e| e.original).collect() };
+    assert_eq!(tuples(&overlapped), tuples(&entries));
+    // The same replies undecoded: several datagrams' worth of bytes.
+    let bytes = socket.dump_undecoded(None).expect("undecoded dump");
+    assert!(
+        bytes > 64 * 1024 && bytes > u64::from(COUNT) * 100,
+        "{bytes} bytes"
+    );
+    // The socket is ready for the next request after each of them.
+    assert_eq!(socket.table_size().unwrap().entries, u32::from(COUNT));
+}
+
+#[test]
+fn an_overlapped_dump_of_a_family_without_entries_ends() {
+    let Some(_ns) = testkit::enter("overlapped_empty_dump") else {
+        return;
+    };
+    let mut socket = ConntrackSocket::open().unwrap();
+    let (src, dst) = addresses(Family::Ipv4);
+    socket
+        .create(&NewEntry::tcp(
+            Tuple::tcp(src, 1, dst, 443),
+            TcpState::Established,
+            600,
+        ))
+        .unwrap();
+    let mut seen = 0;
+    let summary = socket
+        .dump_overlapped(Some(Family::Ipv6), |_| seen += 1)
+        .expect("overlapped dump");
+    assert_eq!((summary.entries, seen), (0, 0));
+    assert!(socket.dump_undecoded(Some(Family::Ipv6)).unwrap() > 0);
+    assert_eq!(socket.dump_overlapped(None, |_| {}).unwrap().entries, 1);
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use conntrack_codec::{EntryKind, EntryMessage, ParseError};
+use conntrack_codec::{EntryKind, EntryMessage, ParseError, Protocol, event_filter};
 use ctnetlink::addresses::{self, AddressChanges};
 use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Received};
 use log::{debug, info, warn};
@@ -51,6 +51,8 @@ pub(crate) struct CollectorSettings {
     pub netlink_buffer_bytes: usize,
     /// Largest receive queue size.
     pub netlink_buffer_max_bytes: usize,
+    /// Whether the kernel drops the events of protocols not counted.
+    pub kernel_event_filter: bool,
     /// Event log, when enabled.
     pub event_log: Option<EventLog>,
 }
@@ -215,6 +217,15 @@ impl Collector {
             .receive_queue_bytes
             .store(queue.bytes as u64, Ordering::Relaxed);
         events.set_receive_timeout(TICK)?;
+        // Events of protocols not counted are dropped by the kernel, before they take room
+        // in the queue; the classifier still checks every event it reads.
+        if settings.kernel_event_filter {
+            let counted: Vec<Protocol> = (0..=u8::MAX)
+                .map(Protocol)
+                .filter(|protocol| settings.protocols.contains(*protocol))
+                .collect();
+            events.set_filter(event_filter::protocol_filter(&counted).as_deref())?;
+        }
         let address_changes = AddressChanges::subscribe()?;
         let mut classifier = Classifier::new(settings.ignore_hosts.clone())
             .with_protocols(settings.protocols)
@@ -402,7 +413,7 @@ impl Collector {
         let tracker = Arc::clone(&self.applier.tracker);
         let mut resync = tracker.begin_resync();
         let applier = &mut self.applier;
-        let summary = self.table.dump(None, |decoded| match decoded {
+        let summary = self.table.dump_overlapped(None, |decoded| match decoded {
             Ok(decoded) => {
                 applier.count_attribute_errors(&decoded);
                 let entry = &decoded.entry;

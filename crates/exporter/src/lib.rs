@@ -170,6 +170,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         resync_interval: settings.resync_interval.get(),
         netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
         netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
+        kernel_event_filter: settings.kernel_event_filter,
         event_log: settings.log_events.then(|| {
             let log = EventLog::new(settings.log_events_format);
             match &names {

@@ -105,12 +105,13 @@ impl<const N: usize> Key<N> {
     }
 }
 
-/// What the table remembers of a connection: only what the metrics need, in 8 bytes.
+/// What the table remembers of a connection: only what the metrics need. The maps keep it
+/// packed in 4 bytes ([`Packed`]); this is the form the code reads and changes.
 #[derive(Debug, Clone, Copy)]
 struct Connection {
     aggregate: u32,
     group: StateGroup,
-    /// The resync pass that last confirmed this connection.
+    /// The resync pass that last confirmed this connection, below [`GENERATIONS`].
     generation: u8,
     flags: Flags,
 }
@@ -123,6 +124,51 @@ impl Connection {
             generation,
             flags: Flags::default(),
         }
+    }
+}
+
+/// Resync passes are numbered modulo this. A pass sweeps every connection it did not
+/// confirm, so after a completed pass all connections carry its number; a connection could
+/// escape a sweep only after `GENERATIONS - 1` passes in a row failed before their sweep,
+/// and the next completed pass removes it then.
+const GENERATIONS: u8 = 1 << Packed::GENERATION_BITS;
+
+/// A [`Connection`] in 4 bytes, so that a map entry with the 16-byte IPv4 key takes 20 bytes
+/// instead of 24: the label set's slot (22 bits), the state group (2), the flags (4) and the
+/// resync pass (4).
+#[derive(Debug, Clone, Copy)]
+struct Packed(u32);
+
+impl Packed {
+    const AGGREGATE_BITS: u32 = 22;
+    const GENERATION_BITS: u32 = 4;
+    /// Label sets a table can tell apart.
+    const AGGREGATES: u32 = 1 << Self::AGGREGATE_BITS;
+
+    fn pack(connection: &Connection) -> Packed {
+        debug_assert!(connection.aggregate < Self::AGGREGATES);
+        debug_assert!(connection.generation < GENERATIONS);
+        debug_assert!(connection.flags.0 < 16);
+        Packed(
+            connection.aggregate
+                | (connection.group.index() as u32) << Self::AGGREGATE_BITS
+                | u32::from(connection.flags.0) << (Self::AGGREGATE_BITS + 2)
+                | u32::from(connection.generation) << (Self::AGGREGATE_BITS + 6),
+        )
+    }
+
+    fn unpack(self) -> Connection {
+        let bits = self.0;
+        Connection {
+            aggregate: bits & (Self::AGGREGATES - 1),
+            group: StateGroup::ALL[(bits >> Self::AGGREGATE_BITS) as usize & 3],
+            flags: Flags((bits >> (Self::AGGREGATE_BITS + 2)) as u8 & 0xf),
+            generation: (bits >> (Self::AGGREGATE_BITS + 6)) as u8,
+        }
+    }
+
+    fn generation(self) -> u8 {
+        (self.0 >> (Self::AGGREGATE_BITS + 6)) as u8
     }
 }
 
@@ -282,10 +328,10 @@ pub struct Tracker {
 }
 
 /// The connections of one address family and, with accounting, the counters last seen of
-/// each (kept apart so that a connection costs 8 bytes when accounting is off).
+/// each (kept apart so that a connection costs 4 bytes besides its key when accounting is off).
 #[derive(Debug, Default)]
 struct FamilyTable<const N: usize> {
-    connections: DashMap<Key<N>, Connection, FastHash>,
+    connections: DashMap<Key<N>, Packed, FastHash>,
     traffic: DashMap<Key<N>, Traffic, FastHash>,
 }
 
@@ -344,10 +390,11 @@ impl Tracker {
     /// Starts reconciling the table with a fresh dump: feed every dumped entry to
     /// [`Resync::observe`], then call [`Resync::finish`] to drop what the dump did not show.
     pub fn begin_resync(&self) -> Resync<'_> {
+        let next = |generation: u8| (generation + 1) % GENERATIONS;
         let generation = self
             .generation
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| Some(next(g)))
+            .map_or(0, next);
         Resync {
             tracker: self,
             generation,
@@ -445,6 +492,7 @@ fn upsert_in<const N: usize>(
     let Some(class) = class else {
         return match table.connections.remove(&key) {
             Some((_, gone)) => {
+                let gone = gone.unpack();
                 let mut aggregates = lock(aggregates);
                 // A DESTROY event carries the connection's final counters (only with
                 // accounting: without, the traffic map stays empty and is not touched).
@@ -463,7 +511,8 @@ fn upsert_in<const N: usize>(
     let mut aggregates = lock(aggregates);
     let (change, connection) = match table.connections.entry(key) {
         MapEntry::Occupied(mut occupied) => {
-            let connection = occupied.get_mut();
+            let stored = occupied.get_mut();
+            let mut connection = stored.unpack();
             connection.generation = generation;
             if let Some(nat) = nat {
                 connection.flags.set(Flags::NAT, nat);
@@ -473,16 +522,18 @@ fn upsert_in<const N: usize>(
                 .set(Flags::REMOTE_IS_SOURCE, class.remote_is_source);
             let group = class.group.unwrap_or(connection.group);
             let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
-            if aggregate == connection.aggregate && group == connection.group {
-                (Change::Unchanged, *connection)
+            let change = if aggregate == connection.aggregate && group == connection.group {
+                Change::Unchanged
             } else {
                 aggregates.decrement(connection.aggregate, connection.group);
                 aggregates.increment(aggregate, group);
                 connection.aggregate = aggregate;
                 connection.group = group;
-                aggregates.count_progress(connection);
-                (Change::Changed, *connection)
-            }
+                aggregates.count_progress(&mut connection);
+                Change::Changed
+            };
+            *stored = Packed::pack(&connection);
+            (change, connection)
         }
         MapEntry::Vacant(vacant) => {
             let Some(group) = class.group else {
@@ -496,7 +547,7 @@ fn upsert_in<const N: usize>(
                 .flags
                 .set(Flags::REMOTE_IS_SOURCE, class.remote_is_source);
             aggregates.count_progress(&mut connection);
-            vacant.insert(connection);
+            vacant.insert(Packed::pack(&connection));
             (Change::Inserted, connection)
         }
     };
@@ -516,7 +567,8 @@ fn reclassify_in<const N: usize>(
     let map = &table.connections;
     let mut uncounted = Vec::new();
     for mut item in map.iter_mut() {
-        if item.value().flags.has(Flags::NAT) {
+        let mut connection = item.value().unpack();
+        if connection.flags.has(Flags::NAT) {
             outcome.left_to_resync += 1;
             continue;
         }
@@ -524,18 +576,18 @@ fn reclassify_in<const N: usize>(
             uncounted.push(*item.key());
             continue;
         };
-        let connection = item.value_mut();
         let aggregate = aggregates.find_or_add(connection.aggregate, class.labels);
         if aggregate != connection.aggregate {
             aggregates.decrement(connection.aggregate, connection.group);
             aggregates.increment(aggregate, connection.group);
             connection.aggregate = aggregate;
+            *item.value_mut() = Packed::pack(&connection);
             outcome.moved += 1;
         }
     }
     for key in &uncounted {
         if let Some((_, gone)) = map.remove(key) {
-            aggregates.remove(&gone);
+            aggregates.remove(&gone.unpack());
             outcome.removed += 1;
         }
     }
@@ -586,14 +638,14 @@ impl Resync<'_> {
 /// Drops the connections not confirmed by the resync pass `generation`; returns them and
 /// their keys.
 fn sweep<const N: usize>(
-    connections: &DashMap<Key<N>, Connection, FastHash>,
+    connections: &DashMap<Key<N>, Packed, FastHash>,
     generation: u8,
 ) -> (Vec<Connection>, Vec<Key<N>>) {
     let (mut gone, mut keys) = (Vec::new(), Vec::new());
     connections.retain(|key, connection| {
-        let current = connection.generation == generation;
+        let current = connection.generation() == generation;
         if !current {
-            gone.push(*connection);
+            gone.push(connection.unpack());
             keys.push(*key);
         }
         current
@@ -659,7 +711,15 @@ impl Aggregates {
                     }
                     None => {
                         self.slots.push(slot);
-                        u32::try_from(self.slots.len() - 1).expect("over 4 billion label sets")
+                        let id = self.slots.len() - 1;
+                        // A connection holds its slot in 22 bits: past 4 million label sets
+                        // (a page of tens of millions of series) the numbers would be wrong.
+                        assert!(
+                            id < Packed::AGGREGATES as usize,
+                            "over {} label sets",
+                            Packed::AGGREGATES
+                        );
+                        id as u32
                     }
                 };
                 *vacant.insert(id)
@@ -1065,7 +1125,53 @@ mod tests {
             gre
         );
         assert_eq!(std::mem::size_of::<Key<4>>(), 16);
-        assert_eq!(std::mem::size_of::<Connection>(), 8);
+        assert_eq!(std::mem::size_of::<(Key<4>, Packed)>(), 20);
+    }
+
+    #[test]
+    fn a_packed_connection_gives_back_every_field() {
+        for group in StateGroup::ALL {
+            for (aggregate, generation, flags) in [
+                (0, 0, 0),
+                (Packed::AGGREGATES - 1, GENERATIONS - 1, 0xf),
+                (12345, 7, Flags::NAT | Flags::ENDED),
+            ] {
+                let connection = Connection {
+                    aggregate,
+                    group,
+                    generation,
+                    flags: Flags(flags),
+                };
+                let packed = Packed::pack(&connection);
+                let back = packed.unpack();
+                assert_eq!(
+                    (back.aggregate, back.group, back.generation, back.flags.0),
+                    (aggregate, group, generation, flags)
+                );
+                assert_eq!(packed.generation(), generation);
+            }
+        }
+    }
+
+    #[test]
+    fn resync_passes_numbered_past_the_wrap_still_sweep() {
+        let tracker = Tracker::new();
+        let class = classifier();
+        let kept = conn("192.0.2.1", 1, Some(TcpState::Established));
+        let gone = conn("192.0.2.2", 2, Some(TcpState::Established));
+        for _ in 0..u32::from(GENERATIONS) * 2 + 1 {
+            let mut resync = tracker.begin_resync();
+            for entry in [&kept, &gone] {
+                resync.observe(entry, class.classify(entry));
+            }
+            resync.finish();
+        }
+        let mut resync = tracker.begin_resync();
+        resync.observe(&kept, class.classify(&kept));
+        assert_eq!(resync.finish().removed, 1);
+        let now = counts(&tracker);
+        assert_eq!(now["192.0.2.1"], [0, 1, 0, 0]);
+        assert_eq!(now["192.0.2.2"], [0, 0, 0, 0]);
     }
 
     fn limited(limit: usize) -> Tracker {

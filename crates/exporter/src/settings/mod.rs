@@ -105,6 +105,10 @@ define_settings! {
     /// Largest size in bytes the event receive queue doubles to after events were lost.
     netlink_buffer_max_bytes: QueueBytes = Flag::None;
 
+    /// Have the kernel drop the events of protocols not counted before queuing them (a BPF
+    /// filter on the event socket); false: read and check every event.
+    kernel_event_filter: bool = Flag::None;
+
     /// HTTP connections open at once; when all are taken, the one quiet the longest makes
     /// room.
     max_connections: NonZeroUsize = Flag::long_value("N");
