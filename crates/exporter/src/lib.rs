@@ -23,10 +23,12 @@ pub mod exposition;
 mod http;
 mod line_queue;
 mod logging;
+mod namespaces;
 mod privileges;
 pub mod settings;
 mod signals;
 pub mod supervision;
+pub mod watched;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +37,6 @@ use std::time::Duration;
 
 use log::{info, warn};
 use tokio::sync::oneshot;
-use tracker::Tracker;
 
 pub use crate::cli::Args;
 use crate::collector::CollectorSettings;
@@ -44,6 +45,7 @@ use crate::event_log::EventLog;
 use crate::exposition::{Exposition, SharedRender, Status};
 use crate::settings::Settings;
 use crate::supervision::{Ending, SupervisedThread};
+use crate::watched::Namespaces;
 
 /// How long the collector thread may take to notice the stop flag at exit before the exporter
 /// exits without it (it checks the flag at least four times a second, unless it hangs).
@@ -104,8 +106,10 @@ pub fn run(args: Args) -> Result<(), Error> {
     // With port 0 the kernel picks the port: name the one it picked.
     let address = listener.local_addr().map_err(listen_error)?;
     // The only socket that could need more (a port below 1024) is bound, and no other thread
-    // exists yet: every thread started from here on has only CAP_NET_ADMIN.
-    let kept = privileges::keep_only_net_admin().map_err(Error::Privileges)?;
+    // exists yet: every thread started from here on has only CAP_NET_ADMIN (and
+    // CAP_SYS_ADMIN, to enter other namespaces, when it watches them).
+    let watch_namespaces = !settings.namespaces.0.is_empty();
+    let kept = privileges::keep_only_what_is_needed(watch_namespaces).map_err(Error::Privileges)?;
     log::debug!("capabilities kept: {kept:#x}");
 
     let _tracking = settings
@@ -113,15 +117,13 @@ pub fn run(args: Args) -> Result<(), Error> {
         .then(switch_tracking_on)
         .transpose()?;
 
-    let tracker = Arc::new(if settings.accounting {
+    if settings.accounting {
         say_if_kernel_accounting_is_off();
-        Tracker::with_accounting()
-    } else {
-        Tracker::new()
-    });
+    }
+    let namespaces = Arc::new(Namespaces::empty(watch_namespaces));
     let status = Arc::new(Status::default());
-    let (exposition, counters) = Exposition::new(
-        Arc::clone(&tracker),
+    let exposition = Exposition::new(
+        Arc::clone(&namespaces),
         Arc::clone(&status),
         settings.naming,
         settings.labels.0.clone(),
@@ -129,6 +131,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         settings.host_idle_timeout.0,
     );
     let http_counters = exposition.register(http::Counters::register);
+    let event_log_dropped =
+        exposition.register(|| metrics::counter!("conntrack_exporter_event_log_dropped_total"));
     let site = Arc::new(http::Site::new(
         settings.listen_path.as_str().to_owned(),
         SharedRender::new(Arc::new(exposition)),
@@ -138,12 +142,16 @@ pub fn run(args: Args) -> Result<(), Error> {
         ignore_hosts: settings.ignore_hosts.0.clone(),
         protocols: settings.protocols.0,
         labels: settings.labels.0.clone(),
+        accounting: settings.accounting,
         resync_interval: settings.resync_interval.get(),
         netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
         netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
         event_log: settings
             .log_events
-            .then(|| EventLog::new(settings.log_events_format)),
+            .then(|| (EventLog::new(settings.log_events_format), event_log_dropped)),
+        namespaces: settings.namespaces.0.clone(),
+        watch_own_namespace: settings.watch_own_namespace,
+        max_namespaces: settings.max_namespaces.get(),
     };
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -170,9 +178,8 @@ pub fn run(args: Args) -> Result<(), Error> {
             move || {
                 collector::start(
                     collector_settings,
-                    tracker,
+                    namespaces,
                     status,
-                    counters,
                     reconfigurations,
                     stop,
                 )

@@ -94,6 +94,11 @@ pub enum SettingsError {
         "{0} is not a queue size: expected a number of bytes from {MIN_QUEUE_BYTES} to {MAX_QUEUE_BYTES}"
     )]
     QueueBytes(String),
+    /// Not a path or pattern of namespace files.
+    #[error(
+        "{0:?} is not a namespace path: expected an absolute path, with * and ? in its last component only, such as \"/run/netns/*\" or \"/proc/1/ns/net\""
+    )]
+    NamespacePattern(String),
     /// Not a host pattern.
     #[error(transparent)]
     HostPattern(#[from] PatternError),

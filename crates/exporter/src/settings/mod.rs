@@ -24,8 +24,8 @@ pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
 use values::{
-    HostList, HumanDuration, LabelList, ListenPath, OptionalPath, ProtocolList, QueueBytes,
-    ResyncInterval,
+    HostList, HumanDuration, LabelList, ListenPath, NamespaceList, OptionalPath, ProtocolList,
+    QueueBytes, ResyncInterval,
 };
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
@@ -100,6 +100,18 @@ define_settings! {
     /// Serve /-/healthy and /-/ready without the basic auth credentials of the web
     /// configuration file, for probes that have none.
     public_health_endpoints: bool = Flag::long_switch();
+
+    /// Comma-separated network namespace files to watch as well, each labelled netns: absolute
+    /// paths, with * and ? in the last component only, such as /run/netns/* or
+    /// /proc/1/ns/net. Empty: the exporter's own namespace only, without the netns label.
+    namespaces: NamespaceList = Flag::long_value("PATHS");
+
+    /// With namespaces, watch the exporter's own network namespace too (netns="host").
+    watch_own_namespace: bool = Flag::None;
+
+    /// With namespaces, the most namespaces watched at once; further ones are skipped and
+    /// counted.
+    max_namespaces: NonZeroUsize = Flag::None;
 }
 
 /// The settings that a reload of the config file (SIGHUP) applies while the exporter runs:
