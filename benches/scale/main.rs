@@ -7,6 +7,7 @@
 //! Usage (as root, after `cargo build --release -p conntrack-exporter -p benches`):
 //! `target/release/scale [--entries N] [--churn-seconds S]`
 
+mod namespaces;
 mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -55,7 +56,9 @@ impl Options {
             entries: 100_000,
             scale_entries: 250_000,
             churn_seconds: 60,
-            phases: vec!["burst".into(), "scale".into(), "churn".into()],
+            phases: ["burst", "scale", "churn", "namespaces"]
+                .map(String::from)
+                .to_vec(),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         for pair in args.chunks(2) {
@@ -72,7 +75,7 @@ impl Options {
                 "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
                 other => panic!(
                     "unknown option {other}; known: --exporter PATH, --entries N, \
-                     --scale-entries N, --churn-seconds S, --phases burst,scale,churn"
+                     --scale-entries N, --churn-seconds S, --phases burst,scale,churn,namespaces"
                 ),
             }
         }
@@ -104,7 +107,8 @@ fn main() {
             "burst" => harness.bursts(),
             "scale" => harness.scale(),
             "churn" => harness.churn(),
-            other => panic!("unknown phase {other}; known: burst, scale, churn"),
+            "namespaces" => harness.namespaces(),
+            other => panic!("unknown phase {other}; known: burst, scale, churn, namespaces"),
         };
         report.insert(phase.clone(), result);
     }
