@@ -3,7 +3,8 @@
 //! each namespace holds real loopback connections and synthetic entries of its own, and the
 //! series labelled with its `netns` must equal its own table exactly. A namespace made after
 //! start is picked up; one deleted is dropped with all its series. A file that is no
-//! namespace is skipped, and `max_namespaces` bounds how many are watched.
+//! namespace is skipped, and `max_namespaces` bounds how many are watched. Each namespace's
+//! own addresses decide which end of its connections is remote.
 
 mod common;
 
@@ -13,6 +14,7 @@ use common::{connect, create_tcp, exporter_command};
 use conntrack_codec::TcpState;
 use testkit::{
     Exporter, NamedNamespace, SEED_FAMILIES, Scrape, TempDir, eventually, kernel_host_counts, show,
+    with_connections,
 };
 
 /// `CAP_NET_ADMIN` (bit 12) and `CAP_SYS_ADMIN` (bit 21) as `/proc/PID/status` prints them.
@@ -36,8 +38,9 @@ fn workload(namespace: &NamedNamespace, pairs: u16, remote: &'static str) -> Vec
     })
 }
 
-/// Waits until the series labelled `netns = name` equal that namespace's own table, as the
-/// `conntrack` tool lists it inside the namespace (or in the test's own for `host`).
+/// Waits until the series labelled `netns = name` with connections equal that namespace's
+/// own table, as the `conntrack` tool lists it inside the namespace (or in the test's own for
+/// `host`).
 #[track_caller]
 fn wait_until_namespace_matches(
     exporter: &Exporter,
@@ -50,9 +53,12 @@ fn wait_until_namespace_matches(
     };
     eventually(&format!("netns {name} equals its own table"), || {
         let before = kernel();
-        let scraped = exporter
-            .scrape()
-            .host_counts_with(SEED_FAMILIES, "netns", name)?;
+        // Hosts whose connections have all gone stay on the page with zeros for a while.
+        let scraped = with_connections(exporter.scrape().host_counts_with(
+            SEED_FAMILIES,
+            "netns",
+            name,
+        )?);
         if kernel() != before {
             return Err("the table changed during the scrape".into());
         }
@@ -168,6 +174,18 @@ fn every_namespace_is_counted_apart_and_namespaces_come_and_go() {
     });
     wait_until_namespace_matches(&exporter, "pod-a", Some(&pod_a));
     wait_until_namespace_matches(&exporter, "pod-c", Some(&pod_c));
+
+    // Each namespace has its own local addresses: 192.0.2.9 becoming local in pod-c moves
+    // pod-c's connections to their other end, and pod-a's stay where they were.
+    pod_c.run(|| testkit::run("ip", &["addr", "add", "192.0.2.9/32", "dev", "lo"]).unwrap());
+    wait_until_namespace_matches(&exporter, "pod-c", Some(&pod_c));
+    let scrape = exporter.scrape();
+    let open = |netns: &str, host: &str| {
+        let labels = [("netns", netns), ("host", host)];
+        scrape.value("conntrack_open_connections_total", &labels)
+    };
+    assert_eq!(open("pod-c", "10.0.0.1"), Some(3.0), "{}", scrape.text);
+    assert_eq!(open("pod-a", "192.0.2.9"), Some(1.0), "{}", scrape.text);
 
     // It kept CAP_SYS_ADMIN, which entering the namespaces needs, and nothing else more.
     let status =
