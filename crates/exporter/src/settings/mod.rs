@@ -300,6 +300,16 @@ mod tests {
                 "CIDR",
             ),
             (
+                "\nnamespaces = [\"/run/netns/*\", \"/proc/*/ns/net\"]\n",
+                "test.toml:2: namespaces: ",
+                "with * and ? in its last component only",
+            ),
+            (
+                "max_namespaces = 0\n",
+                "test.toml:1: max_namespaces: ",
+                "nonzero",
+            ),
+            (
                 "listen_path = \"metrics\"\n",
                 "test.toml:1: ",
                 "absolute path",

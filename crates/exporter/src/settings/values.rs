@@ -409,6 +409,15 @@ mod tests {
     }
 
     #[test]
+    fn namespace_lists_are_comma_separated_on_the_command_line() {
+        let list: NamespaceList = "/run/netns/*, /proc/1/ns/net".parse().unwrap();
+        assert_eq!(list.0.len(), 2);
+        assert_eq!("".parse().ok(), Some(NamespaceList::default()));
+        let error = "/run/netns/*,netns".parse::<NamespaceList>().unwrap_err();
+        assert!(error.to_string().contains("\"netns\""), "{error}");
+    }
+
+    #[test]
     fn host_lists_are_comma_separated_on_the_command_line() {
         let list: HostList = "10.0.0.1, 10.0.0.2:22,192.168.0.0/16".parse().unwrap();
         assert_eq!(list.0.len(), 3);
