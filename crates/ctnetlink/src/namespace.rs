@@ -148,3 +148,29 @@ fn set_namespace(file: &File) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_network_namespace_file_opens() {
+        let own = NetworkNamespace::open(Path::new("/proc/self/ns/net")).unwrap();
+        assert_eq!(
+            own.id(),
+            NamespaceId::of_path(Path::new("/proc/self/ns/net")).unwrap()
+        );
+        assert!(matches!(
+            NetworkNamespace::open(Path::new("/proc/self/ns/mnt")),
+            Err(OpenError::OtherKind)
+        ));
+        assert!(matches!(
+            NetworkNamespace::open(Path::new("/proc/self/status")),
+            Err(OpenError::NotANamespace)
+        ));
+        assert!(matches!(
+            NetworkNamespace::open(Path::new("/nonexistent/ns")),
+            Err(OpenError::Io(_))
+        ));
+    }
+}
