@@ -149,6 +149,8 @@ struct Applier {
     tracker: Arc<Tracker>,
     counters: Counters,
     event_log: Option<SharedEventLog>,
+    /// The namespace's `netns` label value, for the event log; `None` without namespaces.
+    netns: Option<String>,
     /// Whether any entry or event was ever seen (if not, tracking may be off).
     seen_any: bool,
 }
@@ -171,7 +173,7 @@ impl Applier {
         let class = self.classifier.classify(&entry);
         if let (Some(event_log), Some(class)) = (&self.event_log, &class) {
             let (log, queue) = &mut *event_log.borrow_mut();
-            queue.push(log.line(kind, &entry, class));
+            queue.push(log.line(kind, &entry, class, self.netns.as_deref()));
         }
         self.tracker.apply(kind, &entry, class);
     }
@@ -271,8 +273,13 @@ impl Watch {
             }
             _ => Sockets::open()?,
         };
-        let context = match view.labels.first() {
-            Some((_, name)) => format!(" in network namespace {name}"),
+        let netns = view
+            .labels
+            .iter()
+            .find(|(label, _)| *label == namespaces::LABEL)
+            .map(|(_, name)| name.clone());
+        let context = match &netns {
+            Some(name) => format!(" in network namespace {name}"),
             None => String::new(),
         };
         let queue = sockets
@@ -316,6 +323,7 @@ impl Watch {
                 tracker: Arc::clone(&view.tracker),
                 counters: view.counters.clone(),
                 event_log,
+                netns,
                 seen_any: false,
             },
             view,
@@ -1015,6 +1023,7 @@ mod tests {
             tracker: Arc::clone(&tracker),
             counters: view.counters.clone(),
             event_log: None,
+            netns: None,
             seen_any: false,
         };
         let event = event_with_a_bad_zone();

@@ -47,11 +47,18 @@ impl EventLog {
         )
     }
 
-    /// The line for one event (without the trailing newline).
-    pub(crate) fn line(&self, kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+    /// The line for one event (without the trailing newline); `netns` names the network
+    /// namespace it happened in when the exporter watches several.
+    pub(crate) fn line(
+        &self,
+        kind: EntryKind,
+        entry: &Entry,
+        class: &Classification,
+        netns: Option<&str>,
+    ) -> String {
         match self.format {
-            EventFormat::Netfilter => netfilter_line(kind, entry, class),
-            EventFormat::Json => json_line(kind, entry, class),
+            EventFormat::Netfilter => netfilter_line(kind, entry, class, netns),
+            EventFormat::Json => json_line(kind, entry, class, netns),
         }
     }
 }
@@ -79,8 +86,14 @@ fn remote_endpoint(class: &Classification) -> String {
     endpoint(class.remote_host, class.remote_port)
 }
 
-/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… state=opening`
-fn netfilter_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… state=opening`,
+/// then ` netns=…` when the namespace is named.
+fn netfilter_line(
+    kind: EntryKind,
+    entry: &Entry,
+    class: &Classification,
+    netns: Option<&str>,
+) -> String {
     let mut line = String::with_capacity(256);
     let tag = format!("[{}]", event_name(kind).to_uppercase());
     let protocol = entry.original.protocol;
@@ -112,6 +125,9 @@ fn netfilter_line(kind: EntryKind, entry: &Entry, class: &Classification) -> Str
     if let Some(group) = class.group {
         let _ = write!(line, " state={}", group.name());
     }
+    if let Some(netns) = netns {
+        let _ = write!(line, " netns={netns}");
+    }
     line
 }
 
@@ -138,9 +154,17 @@ struct JsonEvent<'a> {
     reply_destination_host: Option<String>,
     remote_host: String,
     state: Option<&'a str>,
+    /// Only when the exporter watches several namespaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a str>,
 }
 
-fn json_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+fn json_line(
+    kind: EntryKind,
+    entry: &Entry,
+    class: &Classification,
+    netns: Option<&str>,
+) -> String {
     let source = |tuple: &Tuple| endpoint(tuple.src, tuple.src_port());
     let destination = |tuple: &Tuple| endpoint(tuple.dst, tuple.dst_port());
     let event = JsonEvent {
@@ -151,6 +175,7 @@ fn json_line(kind: EntryKind, entry: &Entry, class: &Classification) -> String {
         reply_destination_host: entry.reply.as_ref().map(destination),
         remote_host: remote_endpoint(class),
         state: state_name(class.group),
+        netns,
     };
     serde_json::to_string(&event).unwrap_or_default()
 }
@@ -188,7 +213,7 @@ mod tests {
     #[test]
     fn netfilter_lines_read_like_the_conntrack_tool() {
         let (entry, class) = sample();
-        let line = EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class);
+        let line = EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class, None);
         assert_eq!(
             line,
             "    [NEW] tcp      6 120 SYN_SENT src=fd00::1 dst=fd00::9 sport=40806 dport=443 \
@@ -200,13 +225,26 @@ mod tests {
     #[test]
     fn json_lines_are_valid_json_with_the_original_keys() {
         let (entry, class) = sample();
-        let line = EventLog::new(EventFormat::Json).line(EntryKind::Destroy, &entry, &class);
+        let line = EventLog::new(EventFormat::Json).line(EntryKind::Destroy, &entry, &class, None);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["event_type"], "destroy");
         assert_eq!(value["original_source_host"], "[fd00::1]:40806");
         assert_eq!(value["reply_source_host"], "[fd00::9]:443");
         assert_eq!(value["remote_host"], "[fd00::9]:443");
         assert_eq!(value["state"], "Opening");
+        assert!(value.get("netns").is_none(), "{line}");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn lines_name_the_namespace_when_there_are_several() {
+        let (entry, class) = sample();
+        let netns = Some("pod-a");
+        let line =
+            EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class, netns);
+        assert!(line.ends_with(" state=opening netns=pod-a"), "{line}");
+        let line = EventLog::new(EventFormat::Json).line(EntryKind::New, &entry, &class, netns);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["netns"], "pod-a");
     }
 }

@@ -28,13 +28,16 @@ pub(crate) const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
 /// namespace being mounted on a new file is complete and a burst of changes costs one scan.
 pub(crate) const SETTLE: Duration = Duration::from_millis(100);
 
+/// The label that names a namespace.
+pub(crate) const LABEL: &str = "netns";
+
 /// The `netns` value of the exporter's own namespace.
 pub(crate) const OWN_NAME: &str = "host";
 
 /// The label values of a namespace named `name`. Every per-namespace label is worked out
 /// here, once per namespace: a namespace's series carry them all, its connections none.
 pub(crate) fn labels(name: &str) -> NamespaceLabels {
-    vec![("netns", name.to_owned())]
+    vec![(LABEL, name.to_owned())]
 }
 
 /// The name of the namespace whose file is `path`, for the `netns` label: the file's name
