@@ -9,8 +9,9 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 
-use common::{connect, create_tcp, exporter_command};
+use common::{binary, connect, create_tcp, exporter_command, single_error_line};
 use conntrack_codec::TcpState;
 use testkit::{
     Exporter, NamedNamespace, SEED_FAMILIES, Scrape, TempDir, eventually, kernel_host_counts, show,
@@ -239,4 +240,35 @@ fn files_that_are_not_namespaces_are_skipped_and_the_bound_holds() {
         1,
         "{log}"
     );
+}
+
+#[test]
+fn without_cap_sys_admin_the_start_fails_naming_it() {
+    let test = "without_cap_sys_admin_the_start_fails_naming_it";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    if !testkit::require_tool(test, "setpriv", "util-linux") {
+        return;
+    }
+    let directory = TempDir::new("namespace-privilege");
+    let netns = directory.path().join("netns");
+    std::fs::create_dir(&netns).unwrap();
+    let _pod = NamedNamespace::create(&netns.join("pod"));
+    let config = directory.write("config.toml", "watch_own_namespace = false\n");
+    let pattern = format!("{}/*", netns.display());
+    let line = single_error_line(
+        Command::new("setpriv")
+            .args([
+                "--bounding-set",
+                "-sys_admin",
+                "--inh-caps",
+                "-sys_admin",
+                binary(),
+            ])
+            .arg("--config")
+            .arg(&config)
+            .args(["--namespaces", &pattern, "--listen-port", "0"]),
+    );
+    assert!(line.contains("needs CAP_SYS_ADMIN"), "{line}");
 }
