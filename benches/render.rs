@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use conntrack_exporter::exposition::{Exposition, Status};
 use conntrack_exporter::settings::Naming;
+use conntrack_exporter::watched::Namespaces;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use metrics::{Label, counter, gauge};
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -63,8 +64,8 @@ fn render(c: &mut Criterion) {
     ] {
         let accounting = labels.names().len() > 1;
         let tracker = benches::table(hosts, connections, &labels);
-        let (exposition, _counters) = Exposition::new(
-            tracker,
+        let exposition = Exposition::new(
+            Namespaces::own(tracker).0,
             Arc::new(Status::default()),
             Naming::Seed,
             labels,

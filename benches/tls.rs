@@ -19,6 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use conntrack_exporter::exposition::{Exposition, Status};
 use conntrack_exporter::settings::Naming;
+use conntrack_exporter::watched::Namespaces;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -161,8 +162,9 @@ fn over_tls(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("tls-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (acceptor, connector) = tls_setup(&dir);
-    let (exposition, _counters) = Exposition::new(
-        benches::table(1_000, 1_000, &tracker::LabelNames::default()),
+    let tracker = benches::table(1_000, 1_000, &tracker::LabelNames::default());
+    let exposition = Exposition::new(
+        Namespaces::own(tracker).0,
         Arc::new(Status::default()),
         Naming::Seed,
         tracker::LabelNames::default(),

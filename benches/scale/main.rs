@@ -5,9 +5,10 @@
 //! to it. See `benches/README.md`.
 //!
 //! Usage (as root, after `cargo build --release -p conntrack-exporter -p benches`):
-//! `target/release/scale [--entries N] [--churn-seconds S] [--phases burst,scale,churn,million]`
+//! `target/release/scale [--entries N] [--churn-seconds S] [--phases burst,scale,...]`
 
 mod kernel_limits;
+mod namespaces;
 mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -70,7 +71,7 @@ impl Options {
             scale_entries: 250_000,
             million_entries: 1_000_000,
             churn_seconds: 60,
-            phases: ["burst", "scale", "churn", "cardinality"]
+            phases: ["burst", "scale", "churn", "cardinality", "namespaces"]
                 .map(String::from)
                 .into(),
         };
@@ -93,7 +94,7 @@ impl Options {
                 other => panic!(
                     "unknown option {other}; known: --exporter PATH, --entries N, \
                      --scale-entries N, --million-entries N, --churn-seconds S, \
-                     --phases burst,scale,churn,cardinality,million,mixed"
+                     --phases burst,scale,churn,cardinality,namespaces,million,mixed"
                 ),
             }
         }
@@ -137,10 +138,12 @@ fn main() {
             "scale" => harness.scale(),
             "churn" => harness.churn(),
             "cardinality" => harness.cardinality(),
+            "namespaces" => harness.namespaces(),
             "million" => harness.million(),
             "mixed" => harness.mixed(),
             other => panic!(
-                "unknown phase {other}; known: burst, scale, churn, cardinality, million, mixed"
+                "unknown phase {other}; known: burst, scale, churn, cardinality, namespaces, \
+                 million, mixed"
             ),
         };
         report.insert(phase.clone(), result);

@@ -76,6 +76,11 @@ impl AddressChanges {
         })
     }
 
+    /// Bytes of the buffer that notices are read into, held for the socket's life.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Reads every queued notice, without waiting, and says whether there was any. An
     /// overflowed queue counts as a change.
     pub fn drain(&mut self) -> Result<bool, Error> {

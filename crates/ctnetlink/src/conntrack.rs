@@ -76,6 +76,11 @@ impl ConntrackSocket {
         Ok(summary)
     }
 
+    /// Bytes of the buffer that replies are read into, held for the socket's life.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Creates an entry. Fails with a kernel error (see [`Error::is_already_present`])
     /// when an entry with the same tuple exists.
     pub fn create(&mut self, entry: &NewEntry) -> Result<(), Error> {

@@ -63,6 +63,11 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// The process may not enter another network namespace: `setns` needs `CAP_SYS_ADMIN`.
+    #[error(
+        "entering a network namespace: permission denied: watching other namespaces needs CAP_SYS_ADMIN (and CAP_NET_ADMIN in each of them)"
+    )]
+    NamespacePermission,
     /// A reply could not be decoded.
     #[error("{operation}: malformed reply: {source}")]
     Parse {

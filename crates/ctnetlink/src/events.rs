@@ -131,6 +131,11 @@ impl EventSocket {
         Ok(usize::try_from(bytes).unwrap_or(0))
     }
 
+    /// Bytes of the buffer that batch reads fill, held for the socket's life.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Makes [`receive`](Self::receive) return [`Received::WouldBlock`] instead of waiting.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
         self.socket

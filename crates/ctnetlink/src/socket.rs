@@ -322,6 +322,11 @@ impl AlignedBuffer {
         }
     }
 
+    /// Its size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.words.len() * 8
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: u64 has no padding and every byte pattern is a valid u8; the slice covers
         // exactly the allocation and borrows `self`.

@@ -31,6 +31,9 @@ pub enum Error {
     /// The addresses of this namespace's interfaces could not be listed.
     #[error("listing interface addresses: {0}")]
     LocalAddresses(io::Error),
+    /// The watch on the directories of namespace files could not be set up.
+    #[error("cannot watch the directories of namespace files: {0}")]
+    DirectoryWatch(io::Error),
     /// The event log's writer thread could not be created.
     #[error("cannot start the event log's writer thread: {0}")]
     EventLogThread(io::Error),

@@ -63,15 +63,22 @@ impl EventLog {
         )
     }
 
-    /// The line for one event (without the trailing newline).
-    pub(crate) fn line(&self, kind: EntryKind, entry: &Entry, class: &Classification) -> String {
+    /// The line for one event (without the trailing newline); `netns` names the network
+    /// namespace it happened in when the exporter watches several.
+    pub(crate) fn line(
+        &self,
+        kind: EntryKind,
+        entry: &Entry,
+        class: &Classification,
+        netns: Option<&str>,
+    ) -> String {
         let name = self
             .names
             .as_ref()
             .and_then(|names| names.known(class.remote_host));
         match self.format {
-            EventFormat::Netfilter => netfilter_line(kind, entry, class, name.as_deref()),
-            EventFormat::Json => json_line(kind, entry, class, name.as_deref()),
+            EventFormat::Netfilter => netfilter_line(kind, entry, class, name.as_deref(), netns),
+            EventFormat::Json => json_line(kind, entry, class, name.as_deref(), netns),
         }
     }
 }
@@ -99,12 +106,14 @@ fn remote_endpoint(class: &Classification) -> String {
     endpoint(class.remote_host, class.remote_port)
 }
 
-/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… [remote_name=…] state=opening`
+/// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… [remote_name=…] state=opening`,
+/// then ` netns=…` when the namespace is named.
 fn netfilter_line(
     kind: EntryKind,
     entry: &Entry,
     class: &Classification,
     remote_name: Option<&str>,
+    netns: Option<&str>,
 ) -> String {
     let mut line = String::with_capacity(256);
     let tag = format!("[{}]", event_name(kind).to_uppercase());
@@ -140,6 +149,9 @@ fn netfilter_line(
     if let Some(group) = class.group {
         let _ = write!(line, " state={}", group.name());
     }
+    if let Some(netns) = netns {
+        let _ = write!(line, " netns={netns}");
+    }
     line
 }
 
@@ -169,6 +181,9 @@ struct JsonEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     remote_name: Option<&'a str>,
     state: Option<&'a str>,
+    /// Only when the exporter watches several namespaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a str>,
 }
 
 fn json_line(
@@ -176,6 +191,7 @@ fn json_line(
     entry: &Entry,
     class: &Classification,
     remote_name: Option<&str>,
+    netns: Option<&str>,
 ) -> String {
     let source = |tuple: &Tuple| endpoint(tuple.src, tuple.src_port());
     let destination = |tuple: &Tuple| endpoint(tuple.dst, tuple.dst_port());
@@ -188,6 +204,7 @@ fn json_line(
         remote_host: remote_endpoint(class),
         remote_name,
         state: state_name(class.group),
+        netns,
     };
     serde_json::to_string(&event).unwrap_or_default()
 }
@@ -225,7 +242,7 @@ mod tests {
     #[test]
     fn netfilter_lines_read_like_the_conntrack_tool() {
         let (entry, class) = sample();
-        let line = EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class);
+        let line = EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class, None);
         assert_eq!(
             line,
             "    [NEW] tcp      6 120 SYN_SENT src=fd00::1 dst=fd00::9 sport=40806 dport=443 \
@@ -237,13 +254,26 @@ mod tests {
     #[test]
     fn json_lines_are_valid_json_with_the_original_keys() {
         let (entry, class) = sample();
-        let line = EventLog::new(EventFormat::Json).line(EntryKind::Destroy, &entry, &class);
+        let line = EventLog::new(EventFormat::Json).line(EntryKind::Destroy, &entry, &class, None);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["event_type"], "destroy");
         assert_eq!(value["original_source_host"], "[fd00::1]:40806");
         assert_eq!(value["reply_source_host"], "[fd00::9]:443");
         assert_eq!(value["remote_host"], "[fd00::9]:443");
         assert_eq!(value["state"], "Opening");
+        assert!(value.get("netns").is_none(), "{line}");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn lines_name_the_namespace_when_there_are_several() {
+        let (entry, class) = sample();
+        let netns = Some("pod-a");
+        let line =
+            EventLog::new(EventFormat::Netfilter).line(EntryKind::New, &entry, &class, netns);
+        assert!(line.ends_with(" state=opening netns=pod-a"), "{line}");
+        let line = EventLog::new(EventFormat::Json).line(EntryKind::New, &entry, &class, netns);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["netns"], "pod-a");
     }
 }

@@ -10,6 +10,13 @@
 //! recorder's page: the recorder never forgets a counter, so label sets that left the tracker
 //! would stay in its memory for good.
 //!
+//! Each watched network namespace ([`Namespaces`]) has its own tracker, figures and counters;
+//! its series carry its labels (`netns`) ahead of the label set's. The self-metrics of the
+//! namespaces go through a recorder of their own that forgets every series not written by
+//! the latest scrape, counters too: so a namespace that is dropped takes all its series
+//! along, while the exporter-wide counters (HTTP, renders) stay in the main recorder, which
+//! keeps them.
+//!
 //! Scrapes get their page through [`SharedRender`]: one render at a time, whose page every
 //! scrape that arrived during it shares, compressed once.
 
@@ -29,12 +36,11 @@ use metrics::{Counter, Gauge, Label, counter, describe_counter, describe_gauge, 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
 use tokio::sync::watch;
-use tracker::{
-    Host, HostLabels, LabelCounts, LabelName, LabelNames, LabelSet, StateGroup, Totals, Tracker,
-};
+use tracker::{Host, HostLabels, LabelCounts, LabelName, LabelNames, LabelSet, StateGroup, Totals};
 
 use crate::names::Names;
 use crate::settings::Naming;
+use crate::watched::{NamespaceLabels, NamespaceView, Namespaces};
 
 /// How long a gauge survives without being written. Every scrape writes all live gauges
 /// right before rendering (scrapes are serialised), so anything older than this was not
@@ -129,29 +135,18 @@ pub(crate) const KERNEL_STATS: [KernelStat; 10] = [
     ("chaintoolong", |stats| stats.chain_too_long),
 ];
 
-/// What the running exporter knows about itself: gauges that the collector thread and the
-/// HTTP server keep current and each scrape publishes, and the collector's progress that the
-/// health endpoints report.
+/// What the running exporter knows about itself as a whole: the HTTP connections, which each
+/// scrape publishes, and the collector's progress, which the health endpoints report. What it
+/// knows of each namespace's table is in [`crate::watched::TableStatus`].
 #[derive(Debug, Default)]
 pub struct Status {
     /// When the collector last went round its loop.
     pub heartbeat: Heartbeat,
-    /// Whether the initial dump of the table is applied (before, the counts are incomplete).
+    /// Whether the initial dump of every table is applied (before, the counts are
+    /// incomplete).
     pub ready: AtomicBool,
     /// HTTP connections open now.
     pub http_connections: AtomicU64,
-    /// Duration of the latest resync, in nanoseconds.
-    pub last_resync_nanos: AtomicU64,
-    /// Entries the latest resync corrected.
-    pub last_resync_corrected: AtomicU64,
-    /// Entries in the kernel's table.
-    pub kernel_entries: AtomicU64,
-    /// The kernel table's limit.
-    pub kernel_limit: AtomicU64,
-    /// The event receive queue size in force.
-    pub receive_queue_bytes: AtomicU64,
-    /// The kernel's statistics summed over its CPUs, in the order of [`KERNEL_STATS`].
-    pub kernel_stats: [AtomicU64; KERNEL_STATS.len()],
 }
 
 /// The time of a thread's latest sign of progress, readable from any other thread: the
@@ -199,52 +194,26 @@ impl Heartbeat {
     }
 }
 
-/// Counters the collector thread increments directly.
-#[derive(Debug, Clone)]
-pub struct Counters {
-    /// NEW events applied.
-    pub events_new: Counter,
-    /// UPDATE events applied.
-    pub events_update: Counter,
-    /// DESTROY events applied.
-    pub events_destroy: Counter,
-    /// Receive queue overruns (each: an unknown number of lost events).
-    pub events_lost: Counter,
-    /// Kernel messages that could not be decoded and were skipped.
-    pub parse_errors: Counter,
-    /// Malformed optional attributes left out of entries that were otherwise applied.
-    pub attribute_errors: Counter,
-    /// Resyncs at start.
-    pub resyncs_startup: Counter,
-    /// Periodic resyncs.
-    pub resyncs_periodic: Counter,
-    /// Resyncs after lost events.
-    pub resyncs_events_lost: Counter,
-    /// Resyncs after a config reload changed which hosts are counted.
-    pub resyncs_reload: Counter,
-    /// Entries corrected by all resyncs after the first.
-    pub resync_corrected: Counter,
-    /// Event log lines dropped because standard output did not take them in time.
-    pub event_log_dropped: Counter,
-}
-
 /// Renders the metrics page.
 pub struct Exposition {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    tracker: Arc<Tracker>,
+    /// The recorder of the namespaces' self-metrics, which forgets counters too.
+    namespace_recorder: PrometheusRecorder,
+    namespace_handle: PrometheusHandle,
+    namespaces: Arc<Namespaces>,
     status: Arc<Status>,
     names: [&'static str; 4],
     labels: LabelNames,
-    /// What the `host` values of label sets stand for (group names).
-    hosts: Arc<HostLabels>,
     /// The counter families per label set: with accounting, the byte and packet ones too.
     counter_families: Vec<CounterFamily>,
     host_idle_timeout: Duration,
-    /// The gauges of every series in the output, kept between scrapes so that a scrape
-    /// sets values through handles instead of looking each series up by name and labels. Its
-    /// lock also serialises scrapes.
-    host_gauges: Mutex<HashMap<SeriesLabels, [Gauge; 4]>>,
+    /// The values of the `host` label (groups, networks).
+    hosts: Arc<HostLabels>,
+    /// The gauges of every series in the output, by namespace key, kept between scrapes so
+    /// that a scrape sets values through handles instead of looking each series up by name
+    /// and labels. Its lock also serialises scrapes.
+    host_gauges: Mutex<HashMap<(u64, SeriesLabels), [Gauge; 4]>>,
     /// Pages rendered.
     renders: Counter,
     /// The names of remote addresses, when the host label shows names.
@@ -269,8 +238,8 @@ impl SeriesLabels {
         }
     }
 
-    /// The value of the label `name` as the page shows it: every label value of the page
-    /// comes from here.
+    /// The value of the label `name` as the page shows it: every label value of a label
+    /// set on the page comes from here.
     fn value(&self, name: LabelName, hosts: &HostLabels) -> String {
         match (&self.host_name, name) {
             (Some(host_name), LabelName::Host) => host_name.to_string(),
@@ -279,67 +248,59 @@ impl SeriesLabels {
     }
 }
 
+/// The series of one namespace on a page.
+type NamespaceSeries = (Arc<NamespaceView>, Vec<(SeriesLabels, LabelCounts)>);
+
 impl Exposition {
-    /// Sets up the recorder, describes every family, and returns the counters for the
-    /// collector.
+    /// Sets up the recorders and describes every family.
     pub fn new(
-        tracker: Arc<Tracker>,
+        namespaces: Arc<Namespaces>,
         status: Arc<Status>,
         naming: Naming,
         labels: LabelNames,
         hosts: Arc<HostLabels>,
         accounting: bool,
         host_idle_timeout: Duration,
-    ) -> (Exposition, Counters) {
+    ) -> Exposition {
         let recorder = PrometheusBuilder::new()
             .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
             .build_recorder();
         let handle = recorder.handle();
+        let namespace_recorder = PrometheusBuilder::new()
+            .idle_timeout(MetricKindMask::ALL, Some(GAUGE_IDLE_TIMEOUT))
+            .build_recorder();
+        let namespace_handle = namespace_recorder.handle();
+        metrics::with_local_recorder(&namespace_recorder, describe_namespace_metrics);
         let names = HOST_FAMILIES.map(|(seed, plain, _)| match naming {
             Naming::Seed => seed,
             Naming::Plain => plain,
         });
-        let counters = metrics::with_local_recorder(&recorder, || {
+        let renders = metrics::with_local_recorder(&recorder, || {
             for (name, (_, _, help)) in names.iter().zip(HOST_FAMILIES) {
                 describe_gauge!(*name, help);
             }
-            describe_self_metrics();
-            Counters {
-                events_new: counter!("conntrack_exporter_events_total", "type" => "new"),
-                events_update: counter!("conntrack_exporter_events_total", "type" => "update"),
-                events_destroy: counter!("conntrack_exporter_events_total", "type" => "destroy"),
-                events_lost: counter!("conntrack_exporter_events_lost_total"),
-                parse_errors: counter!("conntrack_exporter_parse_errors_total"),
-                attribute_errors: counter!("conntrack_exporter_attribute_errors_total"),
-                resyncs_startup: counter!("conntrack_exporter_resyncs_total", "reason" => "startup"),
-                resyncs_periodic: counter!("conntrack_exporter_resyncs_total", "reason" => "periodic"),
-                resyncs_events_lost: counter!("conntrack_exporter_resyncs_total", "reason" => "events_lost"),
-                resyncs_reload: counter!("conntrack_exporter_resyncs_total", "reason" => "reload"),
-                resync_corrected: counter!("conntrack_exporter_resync_corrected_entries_total"),
-                event_log_dropped: counter!("conntrack_exporter_event_log_dropped_total"),
-            }
-        });
-        let renders = metrics::with_local_recorder(&recorder, || {
+            describe_exporter_metrics();
             counter!("conntrack_exporter_renders_total")
         });
-        let exposition = Exposition {
+        Exposition {
             recorder,
             handle,
-            tracker,
+            namespace_recorder,
+            namespace_handle,
+            namespaces,
             status,
             names,
             labels,
-            hosts,
             counter_families: COUNTER_FAMILIES
                 .into_iter()
                 .chain(ACCOUNTING_FAMILIES.into_iter().filter(|_| accounting))
                 .collect(),
             host_idle_timeout,
+            hosts,
             host_gauges: Mutex::new(HashMap::new()),
             renders,
             host_names: None,
-        };
-        (exposition, counters)
+        }
     }
 
     /// Shows remote hosts by the names `names` knows for their addresses.
@@ -363,32 +324,50 @@ impl Exposition {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.renders.increment(1);
-        let sets = self
-            .tracker
-            .snapshot(Instant::now(), self.host_idle_timeout);
-        let series = self.series(sets);
+        let now = Instant::now();
+        if let Some(names) = &self.host_names {
+            names.begin_render();
+        }
+        let tables: Vec<NamespaceSeries> = self
+            .namespaces
+            .all()
+            .into_iter()
+            .map(|view| {
+                let sets = view.tracker.snapshot(now, self.host_idle_timeout);
+                (view, self.series(sets))
+            })
+            .collect();
         metrics::with_local_recorder(&self.recorder, || {
             // Series that left the output lose their handles; the recorder then forgets
             // them, as nobody sets them any more.
             let mut departed = std::mem::take(&mut *host_gauges);
-            for (labels, counts) in &series {
-                let gauges = departed.remove(labels).unwrap_or_else(|| {
-                    let pairs = self.label_pairs(labels);
-                    self.names.map(|name| gauge!(name, pairs.iter()))
-                });
-                for group in StateGroup::ALL {
-                    gauges[group.index()].set(counts.get(group));
+            for (view, series) in &tables {
+                for (labels, counts) in series {
+                    let key = (view.key, labels.clone());
+                    let gauges = departed.remove(&key).unwrap_or_else(|| {
+                        let pairs = self.label_pairs(&view.labels, labels);
+                        self.names.map(|name| gauge!(name, pairs.iter()))
+                    });
+                    for group in StateGroup::ALL {
+                        gauges[group.index()].set(counts.get(group));
+                    }
+                    host_gauges.insert(key, gauges);
                 }
-                host_gauges.insert(labels.clone(), gauges);
             }
-            self.publish_status(&series);
+            self.publish_status();
             if let Some(names) = &self.host_names {
                 names.publish();
             }
         });
+        metrics::with_local_recorder(&self.namespace_recorder, || {
+            for (view, series) in &tables {
+                self.publish_namespace(view, series);
+            }
+        });
         let mut text = self.handle.render();
-        self.write_counters(&series, &mut text);
-        if series.is_empty() {
+        text.push_str(&self.namespace_handle.render());
+        self.write_counters(&tables, &mut text);
+        if tables.iter().all(|(_, series)| series.is_empty()) {
             // With no host there is no sample, and the recorder would leave the families out
             // entirely; announce them anyway so that users and tools see what exists.
             for (name, (_, _, help)) in self.names.iter().zip(HOST_FAMILIES) {
@@ -398,9 +377,9 @@ impl Exposition {
         text
     }
 
-    /// The series of the page, from the tracker's label sets. With names shown, a set's
-    /// host reads its address's name when one is known, and sets whose labels then read
-    /// the same are summed into one series: one step per label set.
+    /// The series of one namespace, from its tracker's label sets. With names shown, a
+    /// set's host reads its address's name when one is known, and sets whose labels then
+    /// read the same are summed into one series: one step per label set.
     fn series(&self, sets: Vec<LabelCounts>) -> Vec<(SeriesLabels, LabelCounts)> {
         let Some(names) = &self.host_names else {
             return sets
@@ -408,7 +387,6 @@ impl Exposition {
                 .map(|counts| (SeriesLabels::of(counts.labels), counts))
                 .collect();
         };
-        names.begin_render();
         let mut series: Vec<(SeriesLabels, LabelCounts)> = Vec::with_capacity(sets.len());
         let mut named: HashMap<SeriesLabels, usize> = HashMap::new();
         for counts in sets {
@@ -440,76 +418,204 @@ impl Exposition {
         series
     }
 
-    /// Appends the counter families of every series to `text`.
-    fn write_counters(&self, series: &[(SeriesLabels, LabelCounts)], text: &mut String) {
-        let labels: Vec<String> = series
+    /// Appends the counter families of every series of every namespace to `text`.
+    fn write_counters(&self, tables: &[NamespaceSeries], text: &mut String) {
+        let labels: Vec<Vec<String>> = tables
             .iter()
-            .map(|(labels, _)| self.label_text(labels))
+            .map(|(view, series)| {
+                let text = |(labels, _): &(SeriesLabels, LabelCounts)| {
+                    self.label_text(&view.labels, labels)
+                };
+                series.iter().map(text).collect()
+            })
             .collect();
         for &(name, help, value) in &self.counter_families {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((_, counts), labels) in series.iter().zip(&labels) {
-                let _ = writeln!(text, "{name}{labels} {}", value(&counts.totals));
+            for ((_, series), labels) in tables.iter().zip(&labels) {
+                for ((_, counts), labels) in series.iter().zip(labels) {
+                    let _ = writeln!(text, "{name}{labels} {}", value(&counts.totals));
+                }
             }
             text.push('\n');
         }
     }
 
-    /// The chosen labels of a series in the text format: `{name="value",...}`, or nothing
-    /// when no label is chosen.
-    fn label_text(&self, labels: &SeriesLabels) -> String {
-        if self.labels.names().is_empty() {
+    /// The labels of `namespace` and the chosen labels of a series, in order: name and
+    /// value.
+    fn label_values(&self, namespace: &NamespaceLabels, labels: &SeriesLabels) -> NamespaceLabels {
+        let mut values = namespace.clone();
+        let chosen = self.labels.names().iter();
+        values.extend(chosen.map(|&name| (name.as_str(), labels.value(name, &self.hosts))));
+        values
+    }
+
+    /// The labels of a series in the text format: `{name="value",...}`, or nothing when it
+    /// has none.
+    fn label_text(&self, namespace: &NamespaceLabels, labels: &SeriesLabels) -> String {
+        let pairs: Vec<String> = self
+            .label_values(namespace, labels)
+            .into_iter()
+            .map(|(name, value)| format!("{name}=\"{}\"", escape_label_value(&value)))
+            .collect();
+        if pairs.is_empty() {
             return String::new();
         }
-        let pairs: Vec<String> = self
-            .labels
-            .names()
-            .iter()
-            .map(|&name| {
-                format!(
-                    "{name}=\"{}\"",
-                    escape_label_value(&labels.value(name, &self.hosts))
-                )
-            })
-            .collect();
         format!("{{{}}}", pairs.join(","))
     }
 
-    /// The chosen labels of a series, in order, as the recorder takes them.
-    fn label_pairs(&self, labels: &SeriesLabels) -> Vec<Label> {
-        let names = self.labels.names().iter();
-        names
-            .map(|&name| Label::new(name.as_str(), labels.value(name, &self.hosts)))
+    /// The labels of a series, in order, as the recorder takes them.
+    fn label_pairs(&self, namespace: &NamespaceLabels, labels: &SeriesLabels) -> Vec<Label> {
+        self.label_values(namespace, labels)
+            .into_iter()
+            .map(|(name, value)| Label::new(name, value))
             .collect()
     }
 
-    /// Publishes the exporter's own gauges; `series` are the series in the output.
-    fn publish_status(&self, series: &[(SeriesLabels, LabelCounts)]) {
-        let status = &self.status;
+    /// The exporter-wide gauges.
+    fn publish_status(&self) {
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
         gauge!("conntrack_exporter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        gauge!("conntrack_exporter_connections").set(self.tracker.connections() as f64);
-        gauge!("conntrack_exporter_hosts").set(series.len() as f64);
+        gauge!("conntrack_exporter_http_connections").set(load(&self.status.http_connections));
+        let limit = self.namespaces.series_bound().limit();
+        gauge!("conntrack_exporter_series_limit").set(limit.map_or(0, NonZeroUsize::get) as f64);
+        if self.namespaces.several() {
+            let watched = self.namespaces.all().len() as f64;
+            gauge!("conntrack_exporter_namespaces", "state" => "watched").set(watched);
+            gauge!("conntrack_exporter_namespaces", "state" => "skipped")
+                .set(self.namespaces.skipped() as f64);
+        }
+    }
+
+    /// The self-metrics of one namespace, whose series in the output are `series`.
+    fn publish_namespace(&self, view: &NamespaceView, series: &[(SeriesLabels, LabelCounts)]) {
         let overflow = series.iter().find(|(labels, _)| labels.set.overflow);
         let bounded = series.len() - usize::from(overflow.is_some());
-        gauge!("conntrack_exporter_series").set(bounded as f64);
-        let limit = self.tracker.series_limit().map_or(0, NonZeroUsize::get);
-        gauge!("conntrack_exporter_series_limit").set(limit as f64);
-        let overflowed: u32 = overflow.map_or(0, |(_, set)| set.counts.iter().sum());
-        gauge!("conntrack_exporter_overflow_connections").set(f64::from(overflowed));
-        gauge!("conntrack_exporter_resync_duration_seconds")
-            .set(load(&status.last_resync_nanos) / 1e9);
-        gauge!("conntrack_exporter_resync_corrected_entries")
-            .set(load(&status.last_resync_corrected));
-        gauge!("conntrack_exporter_kernel_table_entries").set(load(&status.kernel_entries));
-        gauge!("conntrack_exporter_kernel_table_limit").set(load(&status.kernel_limit));
-        gauge!("conntrack_exporter_netlink_receive_queue_bytes")
-            .set(load(&status.receive_queue_bytes));
-        for ((stat, _), value) in KERNEL_STATS.iter().zip(&status.kernel_stats) {
-            counter!("conntrack_exporter_kernel_stat_total", "stat" => *stat)
-                .absolute(value.load(Ordering::Relaxed));
+        let overflowed: u32 = overflow.map_or(0, |(_, counts)| counts.counts.iter().sum());
+        let status = &view.status;
+        let counters = &view.counters;
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        let labels: Vec<Label> = view
+            .labels
+            .iter()
+            .map(|(name, value)| Label::new(*name, value.clone()))
+            .collect();
+        let with = |name: &'static str, value: &'static str| {
+            let mut labels = labels.clone();
+            labels.push(Label::new(name, value));
+            labels
+        };
+        let gauges = [
+            (
+                "conntrack_exporter_connections",
+                view.tracker.connections() as f64,
+            ),
+            ("conntrack_exporter_hosts", series.len() as f64),
+            ("conntrack_exporter_series", bounded as f64),
+            (
+                "conntrack_exporter_overflow_connections",
+                f64::from(overflowed),
+            ),
+            (
+                "conntrack_exporter_resync_duration_seconds",
+                load(&status.last_resync_nanos) as f64 / 1e9,
+            ),
+            (
+                "conntrack_exporter_resync_corrected_entries",
+                load(&status.last_resync_corrected) as f64,
+            ),
+            (
+                "conntrack_exporter_kernel_table_entries",
+                load(&status.kernel_entries) as f64,
+            ),
+            (
+                "conntrack_exporter_kernel_table_limit",
+                load(&status.kernel_limit) as f64,
+            ),
+            (
+                "conntrack_exporter_netlink_receive_queue_bytes",
+                load(&status.receive_queue_bytes) as f64,
+            ),
+        ];
+        for (name, value) in gauges {
+            gauge!(name, labels.iter()).set(value);
         }
-        gauge!("conntrack_exporter_http_connections").set(load(&status.http_connections));
+        if self.namespaces.several() {
+            gauge!("conntrack_exporter_namespace_open_files", labels.iter())
+                .set(load(&status.open_files) as f64);
+            gauge!("conntrack_exporter_namespace_buffer_bytes", labels.iter())
+                .set(load(&status.buffer_bytes) as f64);
+        }
+        let counted = [
+            (
+                "conntrack_exporter_events_total",
+                Some(("type", "new")),
+                &counters.events_new,
+            ),
+            (
+                "conntrack_exporter_events_total",
+                Some(("type", "update")),
+                &counters.events_update,
+            ),
+            (
+                "conntrack_exporter_events_total",
+                Some(("type", "destroy")),
+                &counters.events_destroy,
+            ),
+            (
+                "conntrack_exporter_events_lost_total",
+                None,
+                &counters.events_lost,
+            ),
+            (
+                "conntrack_exporter_parse_errors_total",
+                None,
+                &counters.parse_errors,
+            ),
+            (
+                "conntrack_exporter_attribute_errors_total",
+                None,
+                &counters.attribute_errors,
+            ),
+            (
+                "conntrack_exporter_resyncs_total",
+                Some(("reason", "startup")),
+                &counters.resyncs_startup,
+            ),
+            (
+                "conntrack_exporter_resyncs_total",
+                Some(("reason", "periodic")),
+                &counters.resyncs_periodic,
+            ),
+            (
+                "conntrack_exporter_resyncs_total",
+                Some(("reason", "events_lost")),
+                &counters.resyncs_events_lost,
+            ),
+            (
+                "conntrack_exporter_resyncs_total",
+                Some(("reason", "reload")),
+                &counters.resyncs_reload,
+            ),
+            (
+                "conntrack_exporter_resync_corrected_entries_total",
+                None,
+                &counters.resync_corrected,
+            ),
+        ];
+        for (name, extra, tally) in counted {
+            let labels = match extra {
+                Some((label, value)) => with(label, value),
+                None => labels.clone(),
+            };
+            counter!(name, labels.iter()).absolute(tally.get());
+        }
+        for ((stat, _), value) in KERNEL_STATS.iter().zip(&status.kernel_stats) {
+            counter!(
+                "conntrack_exporter_kernel_stat_total",
+                with("stat", stat).iter()
+            )
+            .absolute(load(value));
+        }
     }
 
     /// Renders the page as scrapes receive it: the text and its gzip compression.
@@ -628,10 +734,43 @@ fn escape_label_value(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn describe_self_metrics() {
+/// Describes the exporter-wide self-metrics.
+fn describe_exporter_metrics() {
     describe_gauge!(
         "conntrack_exporter_build_info",
         "The exporter's version, as a label; the value is always 1."
+    );
+    describe_counter!(
+        "conntrack_exporter_event_log_dropped_total",
+        "Event log lines dropped because standard output did not take them fast enough."
+    );
+    describe_gauge!(
+        "conntrack_exporter_http_connections",
+        "HTTP connections open now."
+    );
+    describe_counter!(
+        "conntrack_exporter_renders_total",
+        "Metrics pages rendered; scrapes that arrive during a render share its page."
+    );
+    describe_gauge!(
+        "conntrack_exporter_namespaces",
+        "Network namespaces watched, and matched but skipped because max_namespaces were watched, by state."
+    );
+    describe_gauge!(
+        "conntrack_exporter_series_limit",
+        "The most label sets in the output besides the overflow sets (max_series), over all namespaces; 0: no bound."
+    );
+}
+
+/// Describes the self-metrics of each watched namespace.
+fn describe_namespace_metrics() {
+    describe_gauge!(
+        "conntrack_exporter_namespace_open_files",
+        "File descriptors the exporter holds for the network namespace (its sockets and its file)."
+    );
+    describe_gauge!(
+        "conntrack_exporter_namespace_buffer_bytes",
+        "Bytes of receive buffers the exporter holds for the network namespace, besides its connections."
     );
     describe_counter!(
         "conntrack_exporter_events_total",
@@ -657,10 +796,6 @@ fn describe_self_metrics() {
         "conntrack_exporter_resync_corrected_entries_total",
         "Connections whose counted state the resyncs after start-up had to correct."
     );
-    describe_counter!(
-        "conntrack_exporter_event_log_dropped_total",
-        "Event log lines dropped because standard output did not take them fast enough."
-    );
     describe_gauge!(
         "conntrack_exporter_resync_duration_seconds",
         "How long the latest resync took."
@@ -675,15 +810,11 @@ fn describe_self_metrics() {
     );
     describe_gauge!(
         "conntrack_exporter_hosts",
-        "Label sets (remote hosts, with the default labels) in the output now."
+        "Series (remote hosts, with the default labels) in the output now, the overflow set included."
     );
     describe_gauge!(
         "conntrack_exporter_series",
-        "Label sets in the output other than the overflow set (labels \"other\"); at most conntrack_exporter_series_limit."
-    );
-    describe_gauge!(
-        "conntrack_exporter_series_limit",
-        "The most label sets in the output besides the overflow set (max_series); 0: no bound."
+        "Series in the output other than the overflow set (labels \"other\"); over all namespaces, at most conntrack_exporter_series_limit."
     );
     describe_gauge!(
         "conntrack_exporter_overflow_connections",
@@ -705,14 +836,6 @@ fn describe_self_metrics() {
         "conntrack_exporter_netlink_receive_queue_bytes",
         "Size of the kernel receive queue for connection events."
     );
-    describe_gauge!(
-        "conntrack_exporter_http_connections",
-        "HTTP connections open now."
-    );
-    describe_counter!(
-        "conntrack_exporter_renders_total",
-        "Metrics pages rendered; scrapes that arrive during a render share its page."
-    );
 }
 
 #[cfg(test)]
@@ -720,7 +843,7 @@ mod tests {
     use super::*;
     use conntrack_codec::{Entry, EntryKind, TcpState, Tuple};
     use std::net::IpAddr;
-    use tracker::Classifier;
+    use tracker::{Classifier, SeriesBound, Tracker};
 
     fn exposition(naming: Naming) -> (Exposition, Arc<Tracker>) {
         labelled(naming, LabelNames::default())
@@ -730,17 +853,33 @@ mod tests {
         let tracker = Arc::new(Tracker::new());
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let hosts = Arc::default();
-        let (exposition, _) = Exposition::new(
-            Arc::clone(&tracker),
+        let exposition = Exposition::new(
+            Namespaces::own(Arc::clone(&tracker)).0,
             status,
             naming,
             labels,
-            hosts,
+            Arc::default(),
             false,
             idle,
         );
         (exposition, tracker)
+    }
+
+    /// The page of `tracker` alone, with the host label values of `hosts`.
+    fn with_hosts(
+        tracker: &Arc<Tracker>,
+        labels: LabelNames,
+        hosts: Arc<HostLabels>,
+    ) -> Exposition {
+        Exposition::new(
+            Namespaces::own(Arc::clone(tracker)).0,
+            Arc::new(Status::default()),
+            Naming::Seed,
+            labels,
+            hosts,
+            false,
+            Duration::from_secs(300),
+        )
     }
 
     #[test]
@@ -807,16 +946,9 @@ mod tests {
         let groups = [tracker::HostGroup::parse("db", ["10.0.1.0/24"]).unwrap()];
         let hosts = Arc::new(tracker::HostLabels::new(&groups, 32, 128).unwrap());
         let labels: LabelNames = "host,service_port".parse().unwrap();
-        let tracker = Arc::new(Tracker::new().with_series_limit(NonZeroUsize::new(2)));
-        let (exposition, _) = Exposition::new(
-            Arc::clone(&tracker),
-            Arc::new(Status::default()),
-            Naming::Seed,
-            labels.clone(),
-            Arc::clone(&hosts),
-            false,
-            Duration::from_secs(300),
-        );
+        let bound = Arc::new(SeriesBound::new(NonZeroUsize::new(2)));
+        let tracker = Arc::new(Tracker::new().with_series_bound(bound));
+        let exposition = with_hosts(&tracker, labels.clone(), Arc::clone(&hosts));
         let mut classifier = Classifier::new(Vec::new())
             .with_labels(labels)
             .with_hosts(hosts);
@@ -857,15 +989,7 @@ mod tests {
         let groups = [tracker::HostGroup::parse("db", ["10.0.1.0/24"]).unwrap()];
         let hosts = Arc::new(tracker::HostLabels::new(&groups, 24, 128).unwrap());
         let tracker = Arc::new(Tracker::new());
-        let (exposition, _) = Exposition::new(
-            Arc::clone(&tracker),
-            Arc::new(Status::default()),
-            Naming::Seed,
-            LabelNames::default(),
-            Arc::clone(&hosts),
-            false,
-            Duration::from_secs(300),
-        );
+        let exposition = with_hosts(&tracker, LabelNames::default(), Arc::clone(&hosts));
         let (names, mut requests) = Names::without_lookups(10);
         let exposition = exposition.with_names(names);
         let classifier = Classifier::new(Vec::new()).with_hosts(hosts);

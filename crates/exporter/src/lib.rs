@@ -24,10 +24,12 @@ mod http;
 mod line_queue;
 mod logging;
 mod names;
+mod namespaces;
 mod privileges;
 pub mod settings;
 mod signals;
 pub mod supervision;
+pub mod watched;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -37,7 +39,7 @@ use std::time::Duration;
 
 use log::{info, warn};
 use tokio::sync::oneshot;
-use tracker::{HostLabels, Tracker};
+use tracker::{HostLabels, SeriesBound};
 
 pub use crate::cli::Args;
 use crate::collector::CollectorSettings;
@@ -47,6 +49,7 @@ use crate::exposition::{Exposition, SharedRender, Status};
 use crate::names::{NameSettings, Names};
 use crate::settings::Settings;
 use crate::supervision::{Ending, SupervisedThread};
+use crate::watched::Namespaces;
 
 /// How long the collector thread may take to notice the stop flag at exit before the exporter
 /// exits without it (it checks the flag at least four times a second, unless it hangs).
@@ -107,8 +110,10 @@ pub fn run(args: Args) -> Result<(), Error> {
     // With port 0 the kernel picks the port: name the one it picked.
     let address = listener.local_addr().map_err(listen_error)?;
     // The only socket that could need more (a port below 1024) is bound, and no other thread
-    // exists yet: every thread started from here on has only CAP_NET_ADMIN.
-    let kept = privileges::keep_only_net_admin().map_err(Error::Privileges)?;
+    // exists yet: every thread started from here on has only CAP_NET_ADMIN (and
+    // CAP_SYS_ADMIN, to enter other namespaces, when it watches them).
+    let watch_namespaces = !settings.namespaces.0.is_empty();
+    let kept = privileges::keep_only_what_is_needed(watch_namespaces).map_err(Error::Privileges)?;
     log::debug!("capabilities kept: {kept:#x}");
 
     let _tracking = settings
@@ -116,13 +121,9 @@ pub fn run(args: Args) -> Result<(), Error> {
         .then(switch_tracking_on)
         .transpose()?;
 
-    let tracker = if settings.accounting {
+    if settings.accounting {
         say_if_kernel_accounting_is_off();
-        Tracker::with_accounting()
-    } else {
-        Tracker::new()
-    };
-    let tracker = Arc::new(tracker.with_series_limit(NonZeroUsize::new(settings.max_series)));
+    }
     let hosts = Arc::new(
         HostLabels::new(
             &settings.host_groups.0,
@@ -131,9 +132,11 @@ pub fn run(args: Args) -> Result<(), Error> {
         )
         .map_err(settings::SettingsError::from)?,
     );
+    let series_bound = Arc::new(SeriesBound::new(NonZeroUsize::new(settings.max_series)));
+    let namespaces = Arc::new(Namespaces::empty(watch_namespaces, series_bound));
     let status = Arc::new(Status::default());
-    let (exposition, counters) = Exposition::new(
-        Arc::clone(&tracker),
+    let exposition = Exposition::new(
+        Arc::clone(&namespaces),
         Arc::clone(&status),
         settings.naming,
         settings.labels.0.clone(),
@@ -157,6 +160,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         None => exposition,
     };
     let http_counters = exposition.register(http::Counters::register);
+    let event_log_dropped =
+        exposition.register(|| metrics::counter!("conntrack_exporter_event_log_dropped_total"));
     let site = Arc::new(http::Site::new(
         settings.listen_path.as_str().to_owned(),
         SharedRender::new(Arc::new(exposition)),
@@ -167,17 +172,22 @@ pub fn run(args: Args) -> Result<(), Error> {
         protocols: settings.protocols.0,
         labels: settings.labels.0.clone(),
         hosts,
+        accounting: settings.accounting,
         resync_interval: settings.resync_interval.get(),
         netlink_buffer_bytes: settings.netlink_buffer_bytes.0,
         netlink_buffer_max_bytes: settings.netlink_buffer_max_bytes.0,
         kernel_event_filter: settings.kernel_event_filter,
         event_log: settings.log_events.then(|| {
             let log = EventLog::new(settings.log_events_format);
-            match &names {
+            let log = match &names {
                 Some(names) => log.with_names(Arc::clone(names)),
                 None => log,
-            }
+            };
+            (log, event_log_dropped)
         }),
+        namespaces: settings.namespaces.0.clone(),
+        watch_own_namespace: settings.watch_own_namespace,
+        max_namespaces: settings.max_namespaces.get(),
     };
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -204,9 +214,8 @@ pub fn run(args: Args) -> Result<(), Error> {
             move || {
                 collector::start(
                     collector_settings,
-                    tracker,
+                    namespaces,
                     status,
-                    counters,
                     reconfigurations,
                     stop,
                 )

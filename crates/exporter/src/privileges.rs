@@ -1,17 +1,22 @@
 //! Least privilege: once the HTTP socket is bound, the exporter keeps only `CAP_NET_ADMIN`,
 //! which reading the conntrack table, subscribing to its events, forcing the event queue's
-//! size and holding the tracking switch need, and sets no-new-privileges.
+//! size and holding the tracking switch need, and sets no-new-privileges. Watching other
+//! network namespaces (`namespaces`) needs `CAP_SYS_ADMIN` as well, for the whole run: the
+//! kernel lets a thread enter a network namespace (`setns`) only with it, and the collector
+//! enters each namespace it finds, at start and later, to open its sockets there and to list
+//! its addresses when they change. Without `namespaces` it is dropped like the rest.
 //!
 //! Capabilities belong to each thread, and a new thread copies its creator's: so this runs
 //! on the main thread before any other thread exists, and every later thread (collector,
 //! event log writer, the runtime's blocking pool) starts with the reduced set. A later
-//! feature that needs more (entering other network namespaces, say) must add it here,
-//! explicitly.
+//! feature that needs more must add it here, explicitly.
 
 use std::io;
 
 /// `CAP_NET_ADMIN` (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
+/// `CAP_SYS_ADMIN` (linux/capability.h).
+const CAP_SYS_ADMIN: u32 = 21;
 
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, as two 32-bit halves.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -32,11 +37,16 @@ struct Half {
     inheritable: u32,
 }
 
-/// Drops every capability but `CAP_NET_ADMIN` from the calling thread's effective,
-/// permitted and inheritable sets, and (when it may: with `CAP_SETPCAP`) from the bounding
-/// set; clears the ambient set; sets no-new-privileges. Returns the capabilities still held.
-/// A process without privileges loses nothing and succeeds.
-pub(crate) fn keep_only_net_admin() -> io::Result<u64> {
+/// Drops every capability but `CAP_NET_ADMIN` (and `CAP_SYS_ADMIN` when
+/// `enter_namespaces`) from the calling thread's effective, permitted and inheritable sets,
+/// and (when it may: with `CAP_SETPCAP`) from the bounding set; clears the ambient set; sets
+/// no-new-privileges. Returns the capabilities still held. A process without privileges
+/// loses nothing and succeeds.
+pub(crate) fn keep_only_what_is_needed(enter_namespaces: bool) -> io::Result<u64> {
+    let mut keep = 1u32 << CAP_NET_ADMIN;
+    if enter_namespaces {
+        keep |= 1 << CAP_SYS_ADMIN;
+    }
     let check = |result: libc::c_int| {
         if result < 0 {
             Err(io::Error::last_os_error())
@@ -59,7 +69,8 @@ pub(crate) fn keep_only_net_admin() -> io::Result<u64> {
     // The bounding set first, while CAP_SETPCAP may still be held; EPERM without it, when
     // there is nothing in the permitted set to protect anyway beyond what capset drops.
     for capability in 0..=last_capability() {
-        if capability != CAP_NET_ADMIN {
+        let kept = capability < 32 && keep & (1 << capability) != 0;
+        if !kept {
             // SAFETY: as above.
             let dropped = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) };
             if dropped < 0 {
@@ -81,7 +92,6 @@ pub(crate) fn keep_only_net_admin() -> io::Result<u64> {
     check(unsafe {
         libc::syscall(libc::SYS_capget, &raw mut header, halves.as_mut_ptr()) as libc::c_int
     })?;
-    let keep = 1u32 << CAP_NET_ADMIN;
     let held = halves[0].permitted & keep;
     halves = [
         Half {

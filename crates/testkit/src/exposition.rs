@@ -152,8 +152,32 @@ impl Scrape {
     /// other labels. Fails when a label set lacks one of the families: every label set shows
     /// all four, zeros included.
     pub fn host_counts(&self, families: [&str; 4]) -> Result<HostCounts, String> {
+        self.host_counts_where(families, None)
+    }
+
+    /// Like [`host_counts`](Self::host_counts), for the label sets whose label `name` is
+    /// `value` only (`("netns", "pod-a")`: one namespace's hosts).
+    pub fn host_counts_with(
+        &self,
+        families: [&str; 4],
+        name: &str,
+        value: &str,
+    ) -> Result<HostCounts, String> {
+        self.host_counts_where(families, Some((name, value)))
+    }
+
+    fn host_counts_where(
+        &self,
+        families: [&str; 4],
+        only: Option<(&str, &str)>,
+    ) -> Result<HostCounts, String> {
         let mut counts = HostCounts::new();
         for (labels, numbers) in self.label_set_counts(families)? {
+            if let Some((name, value)) = only
+                && labels.get(name).map(String::as_str) != Some(value)
+            {
+                continue;
+            }
             let host = labels
                 .get("host")
                 .ok_or_else(|| format!("{labels:?} without a host label"))?;

@@ -6,6 +6,8 @@
 //!   root the test is skipped with a loud message, unless the `CI` environment variable is
 //!   set: there a missing privilege is a failure, so a green run always means the kernel
 //!   tests ran.
+//! - [`NamedNamespace`] makes a namespace that outlives its thread, its file bind-mounted
+//!   where an exporter watching several namespaces finds it, and runs work inside it.
 //! - [`ExporterCommand`] starts the exporter as a child process in that namespace and waits
 //!   until it serves; the [`Exporter`] scrapes it, signals it, stops it, and holds its
 //!   captured output; its [`Process`] tells its CPU time and resident memory.
@@ -36,6 +38,7 @@ mod host_counts;
 mod http;
 mod kernel_table;
 mod memory;
+mod named_namespace;
 mod namespace;
 mod process;
 mod temp_dir;
@@ -54,6 +57,7 @@ pub use crate::kernel_table::{
     remote_host, state_group,
 };
 pub use crate::memory::{limit_open_files, peak_rss_bytes, rss_bytes};
+pub use crate::named_namespace::NamedNamespace;
 pub use crate::namespace::{Namespace, enter, exempt_port_from_tracking, free_port};
 pub use crate::process::{Captured, Process, run_to_exit};
 pub use crate::temp_dir::TempDir;

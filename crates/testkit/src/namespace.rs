@@ -37,7 +37,7 @@ pub fn enter(test: &str) -> Option<Namespace> {
     }
 }
 
-fn try_enter() -> io::Result<Namespace> {
+pub(crate) fn try_enter() -> io::Result<Namespace> {
     // SAFETY: unshare takes a flag word and affects only the calling thread's namespaces.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(io::Error::last_os_error());

@@ -93,11 +93,6 @@ impl Classifier {
         self.local = local;
     }
 
-    /// The addresses currently considered local.
-    pub fn local_addresses(&self) -> &HashSet<IpAddr> {
-        &self.local
-    }
-
     /// Classifies `entry`, or returns `None` when it is not counted: not of a counted
     /// protocol, in a state of no group (TCP `NONE`, say), or matching an ignore pattern.
     pub fn classify(&self, entry: &Entry) -> Option<Classification> {

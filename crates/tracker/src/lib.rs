@@ -26,6 +26,7 @@
 //! assert_eq!(hosts[0].get(StateGroup::Open), 1);
 //! ```
 
+mod bound;
 mod classify;
 mod hosts;
 mod labels;
@@ -36,6 +37,7 @@ mod state;
 mod table;
 mod traffic;
 
+pub use bound::SeriesBound;
 pub use classify::{Classification, Classifier};
 pub use hosts::{Host, HostGroup, HostGroupError, HostLabels, OVERFLOW_VALUE, check_host_groups};
 pub use labels::{Direction, LabelError, LabelName, LabelNames, LabelSet};

@@ -7,15 +7,15 @@
 use std::collections::HashMap;
 use std::collections::hash_map;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use conntrack_codec::{Entry, EntryKind, Layer4, Protocol, Tuple};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 
+use crate::bound::SeriesBound;
 use crate::classify::Classification;
 use crate::labels::LabelSet;
 use crate::state::StateGroup;
@@ -358,21 +358,17 @@ impl Tracker {
         }
     }
 
-    /// This tracker, keeping at most `limit` label sets besides the overflow set (`None`:
-    /// any number). A label set frees its place when a snapshot forgets it.
-    pub fn with_series_limit(self, limit: Option<NonZeroUsize>) -> Tracker {
-        lock(&self.aggregates).limit = limit;
+    /// The bound this tracker's label sets take their places from.
+    pub fn series_bound(&self) -> Arc<SeriesBound> {
+        Arc::clone(&lock(&self.aggregates).bound)
+    }
+
+    /// This tracker, taking the places of its label sets (besides the overflow set) from
+    /// `bound`, which other trackers may share. A label set frees its place when a snapshot
+    /// forgets it, and all of them when the tracker is dropped.
+    pub fn with_series_bound(self, bound: Arc<SeriesBound>) -> Tracker {
+        lock(&self.aggregates).bound = bound;
         self
-    }
-
-    /// The series limit, if any.
-    pub fn series_limit(&self) -> Option<NonZeroUsize> {
-        lock(&self.aggregates).limit
-    }
-
-    /// Whether a connection was ever counted in the overflow set because of the limit.
-    pub fn series_limit_reached(&self) -> bool {
-        lock(&self.aggregates).limit_reached
     }
 
     /// Applies one event (or dump reply) whose classification is `class` (`None`: not
@@ -660,10 +656,8 @@ struct Aggregates {
     index: HashMap<LabelSet, u32, FastHash>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// The most label sets `index` holds besides the overflow set.
-    limit: Option<NonZeroUsize>,
-    /// A label set was ever sent to the overflow set.
-    limit_reached: bool,
+    /// Where the label sets in `index` besides the overflow set take their places.
+    bound: Arc<SeriesBound>,
 }
 
 #[derive(Debug)]
@@ -688,12 +682,10 @@ impl Aggregates {
         if let Some(&id) = self.index.get(&labels) {
             return id;
         }
-        let labels = match self.limit {
-            Some(limit) if self.bounded_sets() >= limit.get() => {
-                self.limit_reached = true;
-                LabelSet::OVERFLOW
-            }
-            _ => labels,
+        let labels = if labels == LabelSet::OVERFLOW || self.bound.take() {
+            labels
+        } else {
+            LabelSet::OVERFLOW
         };
         match self.index.entry(labels) {
             hash_map::Entry::Occupied(found) => *found.get(),
@@ -727,7 +719,7 @@ impl Aggregates {
         }
     }
 
-    /// Label sets that count against the limit: all but the overflow set.
+    /// Label sets that hold a place of the bound: all but the overflow set.
     fn bounded_sets(&self) -> usize {
         self.index.len() - usize::from(self.index.contains_key(&LabelSet::OVERFLOW))
     }
@@ -796,13 +788,16 @@ impl Aggregates {
 
     fn snapshot(&mut self, now: Instant, idle_timeout: Duration) -> Vec<LabelCounts> {
         let mut hosts = Vec::with_capacity(self.index.len());
-        let (slots, free) = (&mut self.slots, &mut self.free);
+        let (slots, free, bound) = (&mut self.slots, &mut self.free, &self.bound);
         self.index.retain(|&labels, &mut id| {
             let slot = &mut slots[id as usize];
             if slot.counts == [0; 4] {
                 let since = *slot.idle_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= idle_timeout {
                     free.push(id);
+                    if labels != LabelSet::OVERFLOW {
+                        bound.release(1);
+                    }
                     return false;
                 }
             }
@@ -814,6 +809,13 @@ impl Aggregates {
             true
         });
         hosts
+    }
+}
+
+impl Drop for Aggregates {
+    /// Gives the places of this tracker's label sets back to a bound that others share.
+    fn drop(&mut self) {
+        self.bound.release(self.bounded_sets());
     }
 }
 
@@ -1174,14 +1176,52 @@ mod tests {
         assert_eq!(now["192.0.2.2"], [0, 0, 0, 0]);
     }
 
+    fn bound(limit: usize) -> Arc<SeriesBound> {
+        Arc::new(SeriesBound::new(std::num::NonZeroUsize::new(limit)))
+    }
+
     fn limited(limit: usize) -> Tracker {
-        Tracker::new().with_series_limit(NonZeroUsize::new(limit))
+        Tracker::new().with_series_bound(bound(limit))
+    }
+
+    #[test]
+    fn trackers_sharing_a_bound_share_its_places_and_give_them_back_when_dropped() {
+        let shared = bound(2);
+        let first = Tracker::new().with_series_bound(Arc::clone(&shared));
+        let second = Tracker::new().with_series_bound(Arc::clone(&shared));
+        apply(
+            &first,
+            EntryKind::New,
+            &conn("10.0.0.2", 1, Some(TcpState::Established)),
+        );
+        apply(
+            &second,
+            EntryKind::New,
+            &conn("10.0.0.3", 1, Some(TcpState::Established)),
+        );
+        apply(
+            &second,
+            EntryKind::New,
+            &conn("10.0.0.4", 1, Some(TcpState::Established)),
+        );
+        assert_eq!(counts(&second)["other"], [0, 1, 0, 0]);
+        assert!(shared.reached());
+        drop(first);
+        assert_eq!(shared.used(), 1);
+        apply(
+            &second,
+            EntryKind::New,
+            &conn("10.0.0.5", 1, Some(TcpState::Established)),
+        );
+        assert_eq!(counts(&second)["10.0.0.5"], [0, 1, 0, 0]);
+        assert_eq!(shared.used(), 2);
     }
 
     #[test]
     fn label_sets_beyond_the_limit_are_counted_as_other() {
         use TcpState::{Established, SynSent};
-        let tracker = limited(2);
+        let shared = bound(2);
+        let tracker = Tracker::new().with_series_bound(Arc::clone(&shared));
         for (index, remote) in ["10.0.0.2", "10.0.0.3", "10.0.0.4", "fd00::5", "10.0.0.6"]
             .into_iter()
             .enumerate()
@@ -1191,7 +1231,7 @@ mod tests {
                 EntryKind::New,
                 &conn(remote, 1, Some(Established)),
             );
-            assert_eq!(tracker.series_limit_reached(), index >= 2);
+            assert_eq!(shared.reached(), index >= 2);
         }
         // A second connection of a host that has a place joins it.
         apply(
@@ -1212,7 +1252,6 @@ mod tests {
         let other = snapshot.iter().find(|set| set.labels.overflow).unwrap();
         assert_eq!((other.totals.opened, other.totals.closed), (3, 1));
         assert_eq!(other.labels, LabelSet::OVERFLOW);
-        assert_eq!(tracker.series_limit(), NonZeroUsize::new(2));
     }
 
     #[test]
@@ -1422,7 +1461,9 @@ mod tests {
                 ops in proptest::collection::vec(op(), 1..80),
                 limit in proptest::option::of(1usize..4),
             ) {
-                let tracker = Tracker::new().with_series_limit(limit.and_then(NonZeroUsize::new));
+                let tracker = Tracker::new().with_series_bound(Arc::new(SeriesBound::new(
+                    limit.and_then(std::num::NonZeroUsize::new),
+                )));
                 let class = classifier();
                 let mut model: HashMap<(u8, u8), (u8, StateGroup)> = HashMap::new();
                 for op in ops {

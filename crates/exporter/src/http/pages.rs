@@ -167,10 +167,11 @@ mod tests {
 
     fn pages() -> Arc<Pages> {
         let tracker = Arc::new(tracker::Tracker::new());
+        let (namespaces, _) = crate::watched::Namespaces::own(tracker);
         let status = Arc::new(Status::default());
         let idle = Duration::from_secs(300);
-        let (exposition, _) = Exposition::new(
-            tracker,
+        let exposition = Exposition::new(
+            namespaces,
             status,
             Naming::Seed,
             tracker::LabelNames::default(),

@@ -108,6 +108,11 @@ pub enum SettingsError {
     /// A setting given as a flag that only the config file can hold.
     #[error("{0} is set in the config file only")]
     FileOnly(&'static str),
+    /// Not a path or pattern of namespace files.
+    #[error(
+        "{0:?} is not a namespace path: expected an absolute path, with * and ? in its last component only, such as \"/run/netns/*\" or \"/proc/1/ns/net\""
+    )]
+    NamespacePattern(String),
     /// Not a host pattern.
     #[error(transparent)]
     HostPattern(#[from] PatternError),

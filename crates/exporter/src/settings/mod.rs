@@ -24,8 +24,8 @@ pub use error::SettingsError;
 pub(crate) use values::EventFormat;
 pub use values::Naming;
 use values::{
-    HostGroupList, HostList, HumanDuration, LabelList, ListenPath, OptionalPath, PrefixLength,
-    ProtocolList, QueueBytes, ResyncInterval, Timeout,
+    HostGroupList, HostList, HumanDuration, LabelList, ListenPath, NamespaceList, OptionalPath,
+    PrefixLength, ProtocolList, QueueBytes, ResyncInterval, Timeout,
 };
 
 /// The default config file, as shipped in `config/conntrack_exporter.toml`.
@@ -143,6 +143,18 @@ define_settings! {
 
     /// How long one name lookup (the PTR record and its confirmation) may take; above 0.
     resolve_timeout: Timeout = Flag::None;
+
+    /// Comma-separated network namespace files to watch as well, each labelled netns: absolute
+    /// paths, with * and ? in the last component only, such as /run/netns/* or
+    /// /proc/1/ns/net. Empty: the exporter's own namespace only, without the netns label.
+    namespaces: NamespaceList = Flag::long_value("PATHS");
+
+    /// With namespaces, watch the exporter's own network namespace too (netns="host").
+    watch_own_namespace: bool = Flag::None;
+
+    /// With namespaces, the most namespaces watched at once; further ones are skipped and
+    /// counted.
+    max_namespaces: NonZeroUsize = Flag::None;
 }
 
 /// The settings that a reload of the config file (SIGHUP) applies while the exporter runs:
@@ -366,6 +378,16 @@ mod tests {
                 "ignore_hosts = [\"10.0.0.0/99\"]\n",
                 "test.toml:1: ",
                 "CIDR",
+            ),
+            (
+                "\nnamespaces = [\"/run/netns/*\", \"/proc/*/ns/net\"]\n",
+                "test.toml:2: namespaces: ",
+                "with * and ? in its last component only",
+            ),
+            (
+                "max_namespaces = 0\n",
+                "test.toml:1: max_namespaces: ",
+                "nonzero",
             ),
             (
                 "listen_path = \"metrics\"\n",

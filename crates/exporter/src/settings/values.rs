@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 use tracker::{HostGroup, HostPattern, LabelNames, ProtocolSet};
 
 use super::SettingsError;
+use crate::namespaces::NamespacePattern;
 
 /// The longest duration a setting takes, in days: longer ones are typing mistakes.
 pub(crate) const MAX_DURATION_DAYS: u64 = 365;
@@ -237,6 +238,34 @@ impl<'de> Deserialize<'de> for HostList {
         let patterns = texts.iter().map(|text| text.parse::<HostPattern>());
         let patterns = patterns.collect::<Result<_, _>>();
         patterns.map(HostList).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Network namespace files to watch: a comma-separated list on the command line, an array of
+/// strings in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct NamespaceList(pub Vec<NamespacePattern>);
+
+impl FromStr for NamespaceList {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim().is_empty() {
+            return Ok(NamespaceList::default());
+        }
+        let patterns = text.split(',').map(|path| path.trim().parse());
+        Ok(NamespaceList(patterns.collect::<Result<_, _>>()?))
+    }
+}
+
+impl<'de> Deserialize<'de> for NamespaceList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        let patterns = texts.iter().map(|text| text.parse::<NamespacePattern>());
+        let patterns = patterns.collect::<Result<_, _>>();
+        patterns
+            .map(NamespaceList)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -485,6 +514,15 @@ mod tests {
             );
         }
         assert!("129".parse::<PrefixLength<128>>().is_err());
+    }
+
+    #[test]
+    fn namespace_lists_are_comma_separated_on_the_command_line() {
+        let list: NamespaceList = "/run/netns/*, /proc/1/ns/net".parse().unwrap();
+        assert_eq!(list.0.len(), 2);
+        assert_eq!("".parse().ok(), Some(NamespaceList::default()));
+        let error = "/run/netns/*,netns".parse::<NamespaceList>().unwrap_err();
+        assert!(error.to_string().contains("\"netns\""), "{error}");
     }
 
     #[test]
