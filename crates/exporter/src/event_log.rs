@@ -76,11 +76,29 @@ impl EventLog {
             .names
             .as_ref()
             .and_then(|names| names.known(class.remote_host));
+        let event = Logged {
+            kind,
+            entry,
+            class,
+            remote_name: name.as_deref(),
+            netns,
+        };
         match self.format {
-            EventFormat::Netfilter => netfilter_line(kind, entry, class, name.as_deref(), netns),
-            EventFormat::Json => json_line(kind, entry, class, name.as_deref(), netns),
+            EventFormat::Netfilter => netfilter_line(&event),
+            EventFormat::Json => json_line(&event),
         }
     }
+}
+
+/// What one line tells: the event, its classification, the remote address's name when
+/// known, and the namespace when the exporter watches several.
+#[derive(Clone, Copy)]
+struct Logged<'a> {
+    kind: EntryKind,
+    entry: &'a Entry,
+    class: &'a Classification,
+    remote_name: Option<&'a str>,
+    netns: Option<&'a str>,
 }
 
 fn event_name(kind: EntryKind) -> &'static str {
@@ -108,13 +126,14 @@ fn remote_endpoint(class: &Classification) -> String {
 
 /// `    [NEW] tcp      6 120 SYN_SENT src=… dst=… sport=… dport=… [UNREPLIED] src=… … remote=… [remote_name=…] state=opening`,
 /// then ` netns=…` when the namespace is named.
-fn netfilter_line(
-    kind: EntryKind,
-    entry: &Entry,
-    class: &Classification,
-    remote_name: Option<&str>,
-    netns: Option<&str>,
-) -> String {
+fn netfilter_line(event: &Logged) -> String {
+    let Logged {
+        kind,
+        entry,
+        class,
+        remote_name,
+        netns,
+    } = *event;
     let mut line = String::with_capacity(256);
     let tag = format!("[{}]", event_name(kind).to_uppercase());
     let protocol = entry.original.protocol;
@@ -186,16 +205,17 @@ struct JsonEvent<'a> {
     netns: Option<&'a str>,
 }
 
-fn json_line(
-    kind: EntryKind,
-    entry: &Entry,
-    class: &Classification,
-    remote_name: Option<&str>,
-    netns: Option<&str>,
-) -> String {
+fn json_line(event: &Logged) -> String {
+    let Logged {
+        kind,
+        entry,
+        class,
+        remote_name,
+        netns,
+    } = *event;
     let source = |tuple: &Tuple| endpoint(tuple.src, tuple.src_port());
     let destination = |tuple: &Tuple| endpoint(tuple.dst, tuple.dst_port());
-    let event = JsonEvent {
+    let json = JsonEvent {
         event_type: event_name(kind),
         original_source_host: source(&entry.original),
         original_destination_host: destination(&entry.original),
@@ -206,7 +226,7 @@ fn json_line(
         state: state_name(class.group),
         netns,
     };
-    serde_json::to_string(&event).unwrap_or_default()
+    serde_json::to_string(&json).unwrap_or_default()
 }
 
 fn endpoint(address: std::net::IpAddr, port: Option<u16>) -> String {
