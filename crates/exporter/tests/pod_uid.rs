@@ -4,18 +4,21 @@
 //! directory of its own, removed at the end) gives that namespace's series the pod's UID; a
 //! namespace whose process is in no pod's cgroup, and the exporter's own, get none. A
 //! process that appears only after its namespace is watched gives it the UID at the next
-//! rescan, and the namespace's numbers stay equal to its table through the change.
+//! rescan, and the namespace's numbers stay equal to its table through the change. Without
+//! `CAP_SYS_PTRACE` a pod's namespace gets no UID, and the log says why once.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{create_tcp, exporter_command};
 use conntrack_codec::TcpState;
 use testkit::{
-    Exporter, NamedNamespace, Process, SEED_FAMILIES, Scrape, TempDir, TestCgroup, cgroup2_mount,
-    eventually, kernel_host_counts, random_uuid, show, with_connections,
+    Exporter, ExporterCommand, NamedNamespace, Process, SEED_FAMILIES, Scrape, TempDir, TestCgroup,
+    cgroup2_mount, eventually, kernel_host_counts, random_uuid, show, with_connections,
 };
 
 /// A `sleep` started inside `namespace`; killed and reaped when dropped.
@@ -224,4 +227,52 @@ fn a_process_that_appears_after_its_namespace_gives_it_its_pod_uid_at_a_rescan()
     assert_eq!(log.matches(&said).count(), 1, "{log}");
     let mut exporter = exporter;
     exporter.stop_cleanly();
+}
+
+#[test]
+fn without_cap_sys_ptrace_a_pod_namespace_gets_no_pod_uid_and_the_log_says_so_once() {
+    let test = "without_cap_sys_ptrace_a_pod_namespace_gets_no_pod_uid_and_the_log_says_so_once";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    if !testkit::require_tool(test, "setpriv", "util-linux") {
+        return;
+    }
+    let directory = TempDir::new("pod-uid-denied");
+    let (netns, pattern) = namespace_directory(&directory);
+    let pod = namespace_with_entries(&netns, "cni-pod", "192.0.2.5");
+    let uid = random_uuid();
+    let pod_cgroup = TestCgroup::create(&cgroup2_mount(), &systemd_layout(&uid));
+    // A root process with every capability the test has, which the exporter does not.
+    let pod_process = sleeper_in(&pod);
+    pod_cgroup.add(pod_process.pid());
+    // The exporter as a root process without CAP_SYS_PTRACE.
+    let without_ptrace = directory.write(
+        "without-ptrace",
+        &format!(
+            "#!/bin/sh\nexec setpriv --bounding-set -sys_ptrace --inh-caps -sys_ptrace {} \"$@\"\n",
+            common::binary()
+        ),
+    );
+    std::fs::set_permissions(&without_ptrace, PermissionsExt::from_mode(0o755)).unwrap();
+    let exporter = ExporterCommand::new(&without_ptrace)
+        .args(["--namespaces", &pattern])
+        .start();
+    wait_until_labelled_and_exact(&exporter, "cni-pod", &pod, None);
+    // Past a rescan, which looks again and finds nothing again.
+    let rescan = Duration::from_secs(6);
+    std::thread::sleep(rescan);
+    testkit::extend_budget(rescan);
+    wait_until_labelled_and_exact(&exporter, "cni-pod", &pod, None);
+    let log = exporter.stderr.text();
+    assert_eq!(log.matches("looking for pod UIDs: ").count(), 1, "{log}");
+    assert!(log.contains("needs CAP_SYS_PTRACE"), "{log}");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", exporter.process.pid())).unwrap();
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .map(str::trim);
+    // CAP_NET_ADMIN and CAP_SYS_ADMIN only: CAP_SYS_PTRACE is kept when held, not gained.
+    assert_eq!(effective, Some("0000000000201000"));
 }
