@@ -46,7 +46,7 @@ fn pod_uids(criterion: &mut Criterion) {
                 .expect("starting sleep"),
         );
     }
-    let own = NamespaceId::of(Path::new("/proc/self/ns/net")).expect("reading the namespace");
+    let own = NamespaceId::of_path(Path::new("/proc/self/ns/net")).expect("reading the namespace");
     let nobody = NamespaceId {
         device: 0,
         inode: 0,

@@ -8,6 +8,12 @@
 //! waits for all of them at once with one `poll` over every namespace's event and address
 //! sockets and the directory watch. Each namespace keeps its own tracker, queue, timers and
 //! loss handling, by the same rules as the own namespace.
+//!
+//! With them it also labels each namespace with the Kubernetes pod its processes belong to
+//! (`pod_uid`), looked up in one walk of `/proc` for every namespace that has none yet, when
+//! namespaces appear and at each rescan: a pod's processes may start after its namespace
+//! file appears. The label changes once, from none to the pod's UID; the namespace's series
+//! then move to a new view whose tracker is the same, so no count is lost.
 
 use std::collections::{HashSet, hash_map::DefaultHasher};
 use std::convert::Infallible;
@@ -23,6 +29,7 @@ use ctnetlink::addresses::{self, AddressChanges};
 use ctnetlink::namespace::{NamespaceId, NetworkNamespace};
 use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Readiness, Received};
 use log::{debug, info, warn};
+use pods::PodUid;
 use tracker::{Classifier, HostLabels, HostPattern, LabelNames, ProtocolSet, Tracker};
 
 use crate::error::Error;
@@ -218,6 +225,8 @@ struct Watch {
     /// namespace NAME`.
     context: String,
     view: Arc<NamespaceView>,
+    /// The pod the namespace belongs to, once found; for the own namespace, never looked up.
+    pod_uid: Option<PodUid>,
     events: EventSocket,
     table: ConntrackSocket,
     address_changes: AddressChanges,
@@ -342,6 +351,7 @@ impl Watch {
                 seen_any: false,
             },
             view,
+            pod_uid: None,
             queue_bytes: settings.netlink_buffer_bytes,
             next_periodic: settings.resync_interval.map(|interval| now + interval),
             started: now,
@@ -600,6 +610,21 @@ impl Watch {
         self.resync_logging_errors(settings, Reason::Reload);
     }
 
+    /// Labels the namespace's series with the pod it belongs to: they move to a new view,
+    /// published in place of the old one, whose tracker, figures and counters are the same.
+    fn label_pod(&mut self, uid: PodUid, namespaces: &Namespaces) {
+        let name = self.applier.netns.as_deref().unwrap_or_default();
+        let labels = namespaces::labels(name, Some(&uid));
+        let view = Arc::new(self.view.relabelled(key_of(self.id, Some(&uid)), labels));
+        namespaces.replace(self.view.key, Arc::clone(&view));
+        info!(
+            "pod {uid} found{}: its series are labelled pod_uid=\"{uid}\" from now on",
+            self.context
+        );
+        self.view = view;
+        self.pod_uid = Some(uid);
+    }
+
     /// The namespace's interface addresses now, listed inside it.
     fn local_addresses(&self, home: Option<&NetworkNamespace>) -> Result<HashSet<IpAddr>, String> {
         match (&self.place, home) {
@@ -651,6 +676,8 @@ struct Discovery {
     reported: HashSet<PathBuf>,
     /// Whether the bound on namespaces was reported since it was last reached.
     bound_reported: bool,
+    /// Whether the log said why pod UIDs may be missing (once per run).
+    pod_uid_trouble_reported: bool,
 }
 
 struct Collector {
@@ -712,6 +739,7 @@ impl Collector {
                 next_rescan: Instant::now(),
                 reported: HashSet::new(),
                 bound_reported: false,
+                pod_uid_trouble_reported: false,
             });
             if collector.settings.watch_own_namespace {
                 collector.add_own()?;
@@ -774,8 +802,12 @@ impl Collector {
             return Ok(());
         };
         let id = discovery.home.id();
-        let labels = namespaces::labels(namespaces::OWN_NAME);
-        let view = Arc::new(NamespaceView::new(key_of(id), labels, self.new_tracker()));
+        let labels = namespaces::labels(namespaces::OWN_NAME, None);
+        let view = Arc::new(NamespaceView::new(
+            key_of(id, None),
+            labels,
+            self.new_tracker(),
+        ));
         self.add(id, Place::Own, view)
     }
 
@@ -845,7 +877,59 @@ impl Collector {
                 self.settings.max_namespaces
             );
         }
+        self.find_pod_uids();
         Ok(())
+    }
+
+    /// Looks for the pod of every watched namespace that has none yet, in one walk of
+    /// `/proc`, and labels those found. The own namespace is left out: it is the node's,
+    /// shared by its services and by every `hostNetwork` pod, the exporter's own included.
+    /// Processes that may not be inspected (without `CAP_SYS_PTRACE`) or a `/proc` that
+    /// cannot be listed leave namespaces without a pod, and are logged once per run.
+    fn find_pod_uids(&mut self) {
+        let Some(discovery) = &mut self.discovery else {
+            return;
+        };
+        let own = discovery.home.id();
+        let pending: Vec<NamespaceId> = self
+            .watches
+            .iter()
+            .filter(|watch| watch.id != own && watch.pod_uid.is_none())
+            .map(|watch| watch.id)
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let mut tell_once = |message: String| {
+            if !std::mem::replace(&mut discovery.pod_uid_trouble_reported, true) {
+                warn!("{message}");
+            }
+        };
+        let found = match pods::find_pod_uids(&pending) {
+            Ok(found) => found,
+            Err(error) => {
+                tell_once(format!(
+                    "looking for pod UIDs: cannot list /proc: {error}; no namespace gets a \
+                     pod_uid label"
+                ));
+                return;
+            }
+        };
+        let mut missing = pending.len();
+        for watch in &mut self.watches {
+            if let Some(uid) = found.get(&watch.id) {
+                watch.label_pod(uid.clone(), &self.namespaces);
+                missing -= 1;
+            }
+        }
+        if found.denied > 0 && missing > 0 {
+            tell_once(format!(
+                "looking for pod UIDs: {} of {} processes could not be inspected (reading \
+                 another process's /proc/PID/ns/net needs CAP_SYS_PTRACE); the namespaces of \
+                 such processes get no pod_uid label",
+                found.denied, found.processes
+            ));
+        }
     }
 
     /// Opens the namespace file at `path` and watches it. A file that is no network
@@ -861,16 +945,21 @@ impl Collector {
         let id = namespace.id();
         let mut name = namespaces::name_of(path);
         let taken = |name: &str| {
-            self.namespaces
-                .all()
-                .iter()
-                .any(|view| view.labels.iter().any(|(_, value)| value == name))
+            self.namespaces.all().iter().any(|view| {
+                view.labels
+                    .iter()
+                    .any(|(label, value)| *label == namespaces::LABEL && value == name)
+            })
         };
         if taken(&name) {
             name = format!("{name}-{}", id.inode);
         }
-        let labels = namespaces::labels(&name);
-        let view = Arc::new(NamespaceView::new(key_of(id), labels, self.new_tracker()));
+        let labels = namespaces::labels(&name, None);
+        let view = Arc::new(NamespaceView::new(
+            key_of(id, None),
+            labels,
+            self.new_tracker(),
+        ));
         self.add(id, Place::Other(namespace), view)
     }
 
@@ -1006,11 +1095,13 @@ impl Collector {
     }
 }
 
-/// The key of a namespace's series in the exposition: stable for the namespace, distinct
-/// between namespaces in practice (a hash of its identity).
-fn key_of(id: NamespaceId) -> u64 {
+/// The key of a namespace's series in the exposition: stable for the namespace and its pod,
+/// distinct between namespaces in practice (a hash of its identity), and another once its
+/// pod is found, since its series' labels change then.
+fn key_of(id: NamespaceId, pod_uid: Option<&PodUid>) -> u64 {
     let mut hasher = DefaultHasher::new();
     id.hash(&mut hasher);
+    pod_uid.hash(&mut hasher);
     hasher.finish()
 }
 

@@ -1129,9 +1129,8 @@ mod tests {
         assert_eq!(unzipped, text);
     }
 
-    #[test]
-    fn a_host_shows_all_four_families_with_zeros() {
-        let (exposition, tracker) = exposition(Naming::Plain);
+    /// Applies one established connection from 10.0.0.1 to 10.0.0.9:80.
+    fn open_one_connection(tracker: &Tracker) {
         let mut entry = Entry::new(Tuple::tcp(
             "10.0.0.1".parse().unwrap(),
             40000,
@@ -1141,6 +1140,12 @@ mod tests {
         entry.tcp_state = Some(TcpState::Established);
         let classifier = Classifier::new(Vec::new());
         tracker.apply(EntryKind::New, &entry, classifier.classify(&entry));
+    }
+
+    #[test]
+    fn a_host_shows_all_four_families_with_zeros() {
+        let (exposition, tracker) = exposition(Naming::Plain);
+        open_one_connection(&tracker);
         let text = exposition.render();
         assert!(
             text.contains("conntrack_open_connections{host=\"10.0.0.9\"} 1\n"),
@@ -1156,5 +1161,45 @@ mod tests {
         assert!(text.contains("conntrack_exporter_series 1\n"));
         assert!(text.contains("conntrack_exporter_series_limit 0\n"));
         assert!(text.contains("conntrack_exporter_overflow_connections 0\n"));
+    }
+
+    #[test]
+    fn a_relabelled_namespace_keeps_its_numbers_and_counters_under_its_new_labels() {
+        let tracker = Arc::new(Tracker::new());
+        let namespaces = Arc::new(Namespaces::empty(true, tracker.series_bound()));
+        let netns = ("netns", "cni-a".to_owned());
+        let view = Arc::new(NamespaceView::new(1, vec![netns.clone()], tracker.clone()));
+        namespaces.add(Arc::clone(&view));
+        let exposition = Exposition::new(
+            Arc::clone(&namespaces),
+            Arc::new(Status::default()),
+            Naming::Seed,
+            LabelNames::default(),
+            Arc::default(),
+            false,
+            Duration::from_secs(300),
+        );
+        open_one_connection(&tracker);
+        view.counters.events_new.increment(1);
+        let text = exposition.render();
+        let before = "conntrack_open_connections_total{netns=\"cni-a\",host=\"10.0.0.9\"} 1\n";
+        assert!(text.contains(before), "{text}");
+
+        let labels = vec![netns, ("pod_uid", "1a2b".to_owned())];
+        namespaces.replace(1, Arc::new(view.relabelled(2, labels)));
+        // Past the recorder's idle timeout, so that what the latest scrape did not write is
+        // gone: a scrape that soon after the previous one could still show the old series.
+        std::thread::sleep(GAUGE_IDLE_TIMEOUT + Duration::from_millis(100));
+        let text = exposition.render();
+        for sample in [
+            "conntrack_open_connections_total{netns=\"cni-a\",pod_uid=\"1a2b\",host=\"10.0.0.9\"} 1\n",
+            "conntrack_connections_opened_total{netns=\"cni-a\",pod_uid=\"1a2b\",host=\"10.0.0.9\"} 1\n",
+            "conntrack_exporter_events_total{netns=\"cni-a\",pod_uid=\"1a2b\",type=\"new\"} 1\n",
+            "conntrack_exporter_namespaces{state=\"watched\"} 1\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from {text}");
+        }
+        assert!(!text.contains("{netns=\"cni-a\",host="), "{text}");
+        assert!(!text.contains("{netns=\"cni-a\",type="), "{text}");
     }
 }

@@ -111,7 +111,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     let address = listener.local_addr().map_err(listen_error)?;
     // The only socket that could need more (a port below 1024) is bound, and no other thread
     // exists yet: every thread started from here on has only CAP_NET_ADMIN (and
-    // CAP_SYS_ADMIN, to enter other namespaces, when it watches them).
+    // CAP_SYS_ADMIN, to enter other namespaces, and CAP_SYS_PTRACE, to find their pods, when
+    // it watches them).
     let watch_namespaces = !settings.namespaces.0.is_empty();
     let kept = privileges::keep_only_what_is_needed(watch_namespaces).map_err(Error::Privileges)?;
     log::debug!("capabilities kept: {kept:#x}");

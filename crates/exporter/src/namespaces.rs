@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ctnetlink::namespace::NamespaceId;
+use pods::PodUid;
 
 use crate::settings::SettingsError;
 use crate::watched::NamespaceLabels;
@@ -31,13 +32,21 @@ pub(crate) const SETTLE: Duration = Duration::from_millis(100);
 /// The label that names a namespace.
 pub(crate) const LABEL: &str = "netns";
 
+/// The label of the Kubernetes pod a namespace belongs to.
+pub(crate) const POD_UID_LABEL: &str = "pod_uid";
+
 /// The `netns` value of the exporter's own namespace.
 pub(crate) const OWN_NAME: &str = "host";
 
-/// The label values of a namespace named `name`. Every per-namespace label is worked out
-/// here, once per namespace: a namespace's series carry them all, its connections none.
-pub(crate) fn labels(name: &str) -> NamespaceLabels {
-    vec![(LABEL, name.to_owned())]
+/// The label values of a namespace named `name`, of the pod `pod_uid` when it is known.
+/// Every per-namespace label is worked out here, once per namespace (and again when its pod
+/// is found): a namespace's series carry them all, its connections none.
+pub(crate) fn labels(name: &str, pod_uid: Option<&PodUid>) -> NamespaceLabels {
+    let mut labels = vec![(LABEL, name.to_owned())];
+    if let Some(uid) = pod_uid {
+        labels.push((POD_UID_LABEL, uid.to_string()));
+    }
+    labels
 }
 
 /// The name of the namespace whose file is `path`, for the `netns` label: the file's name
@@ -302,7 +311,7 @@ mod tests {
         assert_eq!(name_of(Path::new("/run/netns/cni-12ab")), "cni-12ab");
         assert_eq!(name_of(Path::new("/proc/4242/ns/net")), "pid-4242");
         assert_eq!(name_of(Path::new("/proc/self/ns/net")), "net");
-        assert_eq!(labels("cni-1"), vec![("netns", "cni-1".to_owned())]);
+        assert_eq!(labels("cni-1", None), vec![("netns", "cni-1".to_owned())]);
     }
 
     #[test]

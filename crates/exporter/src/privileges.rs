@@ -4,7 +4,10 @@
 //! network namespaces (`namespaces`) needs `CAP_SYS_ADMIN` as well, for the whole run: the
 //! kernel lets a thread enter a network namespace (`setns`) only with it, and the collector
 //! enters each namespace it finds, at start and later, to open its sockets there and to list
-//! its addresses when they change. Without `namespaces` it is dropped like the rest.
+//! its addresses when they change. With `namespaces`, `CAP_SYS_PTRACE` is kept too when held:
+//! finding a namespace's pod means following other processes' `/proc/<pid>/ns/net`, a ptrace
+//! read access that pod processes (other users, other capabilities) grant only to it.
+//! Without `namespaces` both are dropped like the rest.
 //!
 //! Capabilities belong to each thread, and a new thread copies its creator's: so this runs
 //! on the main thread before any other thread exists, and every later thread (collector,
@@ -15,6 +18,8 @@ use std::io;
 
 /// `CAP_NET_ADMIN` (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
+/// `CAP_SYS_PTRACE` (linux/capability.h).
+const CAP_SYS_PTRACE: u32 = 19;
 /// `CAP_SYS_ADMIN` (linux/capability.h).
 const CAP_SYS_ADMIN: u32 = 21;
 
@@ -37,15 +42,15 @@ struct Half {
     inheritable: u32,
 }
 
-/// Drops every capability but `CAP_NET_ADMIN` (and `CAP_SYS_ADMIN` when
-/// `enter_namespaces`) from the calling thread's effective, permitted and inheritable sets,
+/// Drops every capability but `CAP_NET_ADMIN` (and `CAP_SYS_ADMIN` and `CAP_SYS_PTRACE`
+/// when `enter_namespaces`) from the calling thread's effective, permitted and inheritable sets,
 /// and (when it may: with `CAP_SETPCAP`) from the bounding set; clears the ambient set; sets
 /// no-new-privileges. Returns the capabilities still held. A process without privileges
 /// loses nothing and succeeds.
 pub(crate) fn keep_only_what_is_needed(enter_namespaces: bool) -> io::Result<u64> {
     let mut keep = 1u32 << CAP_NET_ADMIN;
     if enter_namespaces {
-        keep |= 1 << CAP_SYS_ADMIN;
+        keep |= 1 << CAP_SYS_ADMIN | 1 << CAP_SYS_PTRACE;
     }
     let check = |result: libc::c_int| {
         if result < 0 {

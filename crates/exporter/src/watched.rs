@@ -92,7 +92,7 @@ pub struct NamespaceView {
     /// Its connections.
     pub tracker: Arc<Tracker>,
     /// Its table's figures.
-    pub status: TableStatus,
+    pub status: Arc<TableStatus>,
     /// Its counters.
     pub counters: Counters,
 }
@@ -104,8 +104,20 @@ impl NamespaceView {
             key,
             labels,
             tracker,
-            status: TableStatus::default(),
+            status: Arc::default(),
             counters: Counters::default(),
+        }
+    }
+
+    /// The same namespace under another key and other labels: its tracker, figures and
+    /// counters carry on, so no connection and no count is lost when its labels change.
+    pub fn relabelled(&self, key: u64, labels: NamespaceLabels) -> NamespaceView {
+        NamespaceView {
+            key,
+            labels,
+            tracker: Arc::clone(&self.tracker),
+            status: Arc::clone(&self.status),
+            counters: self.counters.clone(),
         }
     }
 }
@@ -156,6 +168,16 @@ impl Namespaces {
     /// Starts publishing `view`.
     pub fn add(&self, view: Arc<NamespaceView>) {
         self.write().push(view);
+    }
+
+    /// Publishes `view` in place of the view whose key is `key`, in one step, so that no
+    /// scrape sees both or neither.
+    pub fn replace(&self, key: u64, view: Arc<NamespaceView>) {
+        let mut views = self.write();
+        match views.iter_mut().find(|old| old.key == key) {
+            Some(old) => *old = view,
+            None => views.push(view),
+        }
     }
 
     /// Stops publishing the view whose key is `key`.

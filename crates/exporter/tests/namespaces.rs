@@ -18,8 +18,9 @@ use testkit::{
     with_connections,
 };
 
-/// `CAP_NET_ADMIN` (bit 12) and `CAP_SYS_ADMIN` (bit 21) as `/proc/PID/status` prints them.
-const NET_AND_SYS_ADMIN: &str = "0000000000201000";
+/// `CAP_NET_ADMIN` (bit 12), `CAP_SYS_PTRACE` (bit 19) and `CAP_SYS_ADMIN` (bit 21) as
+/// `/proc/PID/status` prints them.
+const NAMESPACE_CAPABILITIES: &str = "0000000000281000";
 
 /// In the namespace, `pairs` established loopback connections, and synthetic entries from
 /// 10.0.0.1 to `remote`: `pairs` open ones and one opening. Returns the sockets to keep open.
@@ -188,14 +189,15 @@ fn every_namespace_is_counted_apart_and_namespaces_come_and_go() {
     assert_eq!(open("pod-c", "10.0.0.1"), Some(3.0), "{}", scrape.text);
     assert_eq!(open("pod-a", "192.0.2.9"), Some(1.0), "{}", scrape.text);
 
-    // It kept CAP_SYS_ADMIN, which entering the namespaces needs, and nothing else more.
+    // It kept CAP_SYS_ADMIN, which entering the namespaces needs, CAP_SYS_PTRACE, which
+    // finding their pods needs, and nothing else more.
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", exporter.process.pid())).unwrap();
     let effective = status
         .lines()
         .find_map(|line| line.strip_prefix("CapEff:"))
         .map(str::trim);
-    assert_eq!(effective, Some(NET_AND_SYS_ADMIN));
+    assert_eq!(effective, Some(NAMESPACE_CAPABILITIES));
     let mut exporter = exporter;
     exporter.stop_cleanly();
 }

@@ -8,7 +8,7 @@
 //! use std::path::Path;
 //! use pods::{NamespaceId, find_pod_uids};
 //!
-//! let namespace = NamespaceId::of(Path::new("/run/netns/cni-4f1d0c2e"))?;
+//! let namespace = NamespaceId::of_path(Path::new("/run/netns/cni-4f1d0c2e"))?;
 //! let found = find_pod_uids(&[namespace])?;
 //! if let Some(uid) = found.get(&namespace) {
 //!     println!("pod_uid=\"{uid}\"");
@@ -43,4 +43,7 @@ mod cgroup;
 mod scan;
 
 pub use cgroup::PodUid;
-pub use scan::{NamespaceId, PodUids, find_pod_uids};
+/// A network namespace, as the exporter's other parts know it: the device and inode of its
+/// file, the same through every path that names it (`/run/netns/cni-…`, `/proc/<pid>/ns/net`).
+pub use ctnetlink::namespace::NamespaceId;
+pub use scan::{PodUids, find_pod_uids};

@@ -1,40 +1,12 @@
 //! Finding the processes in given network namespaces by walking `/proc`.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, Metadata};
+use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+
+use ctnetlink::namespace::NamespaceId;
 
 use crate::cgroup::{PodUid, pod_uid_of_cgroups};
-
-/// A network namespace as the kernel identifies it: the device and inode of its namespace
-/// file. Every name of one namespace (`/run/netns/cni-…`, `/proc/<pid>/ns/net`, an open
-/// descriptor of either) has the same pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct NamespaceId {
-    /// `st_dev` of the namespace file.
-    pub device: u64,
-    /// `st_ino` of the namespace file.
-    pub inode: u64,
-}
-
-impl NamespaceId {
-    /// The namespace whose file is `path`, following symbolic links as `/proc/<pid>/ns/net`
-    /// is one.
-    pub fn of(path: &Path) -> io::Result<Self> {
-        fs::metadata(path).map(|metadata| Self::from(&metadata))
-    }
-}
-
-impl From<&Metadata> for NamespaceId {
-    fn from(metadata: &Metadata) -> Self {
-        Self {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-        }
-    }
-}
 
 /// What one walk of `/proc` found.
 #[derive(Debug, Default)]
@@ -106,7 +78,7 @@ pub fn find_pod_uids(namespaces: &[NamespaceId]) -> io::Result<PodUids> {
         }
         result.processes += 1;
         let process = entry.path();
-        let namespace = match NamespaceId::of(&process.join("ns/net")) {
+        let namespace = match NamespaceId::of_path(&process.join("ns/net")) {
             Ok(namespace) => namespace,
             Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
                 result.denied += 1;

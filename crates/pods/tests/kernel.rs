@@ -3,93 +3,21 @@
 //! namespace whose processes are in no pod, or in two pods, has none. Each test makes its
 //! cgroups under a top-level directory of its own and removes them at the end.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use pods::{NamespaceId, find_pod_uids};
-
-/// A random UUID from the kernel, as the Kubernetes API server makes pod UIDs.
-fn random_uuid() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .expect("reading a random UUID")
-        .trim()
-        .to_owned()
-}
-
-/// The mount point of the first cgroup file system of type `fstype` (`cgroup2`, or `cgroup`
-/// for a v1 hierarchy) whose root is the hierarchy's root.
-fn cgroup_mount(fstype: &str) -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("reading mountinfo");
-    mountinfo.lines().find_map(|line| {
-        let (mount, filesystem) = line.split_once(" - ")?;
-        let mount: Vec<&str> = mount.split(' ').collect();
-        let (root, mount_point) = (*mount.get(3)?, *mount.get(4)?);
-        (filesystem.split(' ').next()? == fstype && root == "/").then(|| mount_point.into())
-    })
-}
-
-/// A cgroup `path` below a directory of the test's own in a mounted hierarchy, as a
-/// kubelet with `--cgroup-root` set to that directory would make it. Removed when dropped,
-/// once its processes have ended.
-struct TestCgroup {
-    top: PathBuf,
-    leaf: PathBuf,
-}
-
-impl TestCgroup {
-    fn create(hierarchy: &Path, path: &str) -> Self {
-        let top = hierarchy.join(format!("conntrack-exporter-test-{}", random_uuid()));
-        let leaf = top.join(path);
-        fs::create_dir_all(&leaf)
-            .unwrap_or_else(|error| panic!("creating the cgroup {}: {error}", leaf.display()));
-        Self { top, leaf }
-    }
-
-    fn add(&self, process: &Child) {
-        let procs = self.leaf.join("cgroup.procs");
-        fs::write(&procs, process.id().to_string())
-            .unwrap_or_else(|error| panic!("writing to {}: {error}", procs.display()));
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let mut directory = self.leaf.as_path();
-        while directory.starts_with(&self.top) {
-            if let Err(error) = fs::remove_dir(directory) {
-                eprintln!("cannot remove the cgroup {}: {error}", directory.display());
-            }
-            directory = directory.parent().expect("a cgroup below the hierarchy");
-        }
-    }
-}
+use testkit::{Process, TestCgroup, cgroup_mount, cgroup2_mount, random_uuid};
 
 /// A `sleep` started from the calling thread, so in its network namespace; killed and
 /// reaped when dropped.
-struct Sleeper(Child);
-
-impl Sleeper {
-    fn start() -> Self {
-        Self(
-            Command::new("sleep")
-                .arg("600")
-                .spawn()
-                .expect("starting sleep"),
-        )
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn sleeper() -> Process {
+    Process::spawn(Command::new("sleep").arg("600"))
 }
 
 /// The network namespace of the calling thread.
 fn this_namespace() -> NamespaceId {
-    NamespaceId::of(Path::new("/proc/thread-self/ns/net")).expect("reading the namespace")
+    NamespaceId::of_path(Path::new("/proc/thread-self/ns/net")).expect("reading the namespace")
 }
 
 /// The pod UID found for `namespace`, as a string.
@@ -97,10 +25,6 @@ fn found_uid(namespace: NamespaceId) -> Option<String> {
     let found = find_pod_uids(&[namespace]).expect("walking /proc");
     assert!(found.processes > 0, "{found:?}");
     found.get(&namespace).map(|uid| uid.to_string())
-}
-
-fn cgroup2_mount() -> PathBuf {
-    cgroup_mount("cgroup2").expect("no cgroup2 file system is mounted")
 }
 
 #[test]
@@ -122,17 +46,17 @@ fn a_process_in_a_systemd_layout_pod_cgroup_v2_gives_the_namespace_its_pod_uid()
     // Not the test's own cgroup, which is a pod's when the tests run in one.
     let outside = TestCgroup::create(&hierarchy, "system.slice/containerd.service");
     assert_eq!(found_uid(namespace), None, "a namespace without processes");
-    let sleeper = Sleeper::start();
-    outside.add(&sleeper.0);
+    let sleeper = sleeper();
+    outside.add(sleeper.pid());
     assert_eq!(found_uid(namespace), None, "a process outside any pod");
-    cgroup.add(&sleeper.0);
+    cgroup.add(sleeper.pid());
     assert_eq!(found_uid(namespace), Some(uid.clone()));
     // Asked by another name of the same namespace: the process's own.
     let by_process =
-        NamespaceId::of(&PathBuf::from(format!("/proc/{}/ns/net", sleeper.0.id()))).unwrap();
+        NamespaceId::of_path(&PathBuf::from(format!("/proc/{}/ns/net", sleeper.pid()))).unwrap();
     assert_eq!(by_process, namespace);
     // Another namespace is not given this pod: the test's own main thread's.
-    let other = NamespaceId::of(Path::new("/proc/self/ns/net")).unwrap();
+    let other = NamespaceId::of_path(Path::new("/proc/self/ns/net")).unwrap();
     assert_ne!(other, namespace);
     let found = find_pod_uids(&[namespace, other]).unwrap();
     assert_eq!(found.get(&namespace).map(|uid| uid.to_string()), Some(uid));
@@ -159,8 +83,8 @@ fn a_process_in_a_cgroupfs_layout_pod_cgroup_v1_gives_the_namespace_its_pod_uid(
             random_uuid().replace('-', "")
         ),
     );
-    let sleeper = Sleeper::start();
-    cgroup.add(&sleeper.0);
+    let sleeper = sleeper();
+    cgroup.add(sleeper.pid());
     assert_eq!(found_uid(namespace), Some(uid));
 }
 
@@ -180,10 +104,10 @@ fn processes_of_two_pods_in_one_namespace_give_it_no_pod_uid() {
         )
     };
     let (first_cgroup, second_cgroup) = (pod_cgroup(&first_uid), pod_cgroup(&second_uid));
-    let first = Sleeper::start();
-    first_cgroup.add(&first.0);
-    let second = Sleeper::start();
-    second_cgroup.add(&second.0);
+    let first = sleeper();
+    first_cgroup.add(first.pid());
+    let second = sleeper();
+    second_cgroup.add(second.pid());
     assert_eq!(found_uid(namespace), None);
     drop(first);
     assert_eq!(found_uid(namespace), Some(second_uid));
@@ -246,8 +170,8 @@ fn reading_the_namespaces_of_other_processes_needs_cap_sys_ptrace() {
     );
     // A root process holding every capability the test has, as a container's may hold
     // capabilities the exporter dropped.
-    let sleeper = Sleeper::start();
-    cgroup.add(&sleeper.0);
+    let sleeper = sleeper();
+    cgroup.add(sleeper.pid());
     let scan_with = |capabilities: &'static [u32]| {
         std::thread::spawn(move || {
             keep_only(capabilities);

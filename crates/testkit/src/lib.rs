@@ -16,6 +16,7 @@
 //! - [`kernel_host_counts`] says what the exporter should show, from the kernel's table as
 //!   the `conntrack` tool lists it; [`host_counts`] does the same for entries read some
 //!   other way.
+//! - [`TestCgroup`] makes a cgroup with a kubelet's path shape, for the pod UID tests.
 //! - [`Authority`] issues certificates for TLS tests, and [`curl`] is their client.
 //! - [`eventually`] waits for a condition within deadlines that keep a failing test short.
 //!
@@ -30,6 +31,7 @@
 //! ```
 
 mod certificates;
+mod cgroup;
 mod curl;
 mod dns;
 mod exporter;
@@ -46,6 +48,7 @@ mod tools;
 mod wait;
 
 pub use crate::certificates::{Authority, Issued};
+pub use crate::cgroup::{TestCgroup, cgroup_mount, cgroup2_mount, random_uuid};
 pub use crate::curl::{Answer, curl};
 pub use crate::dns::{DnsServer, SilentDnsServer, resolv_conf};
 pub use crate::exporter::{Exporter, ExporterCommand};

@@ -144,9 +144,10 @@ define_settings! {
     /// How long one name lookup (the PTR record and its confirmation) may take; above 0.
     resolve_timeout: Timeout = Flag::None;
 
-    /// Comma-separated network namespace files to watch as well, each labelled netns: absolute
-    /// paths, with * and ? in the last component only, such as /run/netns/* or
-    /// /proc/1/ns/net. Empty: the exporter's own namespace only, without the netns label.
+    /// Comma-separated network namespace files to watch as well, each labelled netns (and
+    /// pod_uid, for a Kubernetes pod's): absolute paths, with * and ? in the last component
+    /// only, such as /run/netns/* or /proc/1/ns/net. Empty: the exporter's own namespace
+    /// only, without the netns label.
     namespaces: NamespaceList = Flag::long_value("PATHS");
 
     /// With namespaces, watch the exporter's own network namespace too (netns="host").
