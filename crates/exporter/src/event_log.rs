@@ -206,25 +206,19 @@ struct JsonEvent<'a> {
 }
 
 fn json_line(event: &Logged) -> String {
-    let Logged {
-        kind,
-        entry,
-        class,
-        remote_name,
-        netns,
-    } = *event;
+    let (entry, class) = (event.entry, event.class);
     let source = |tuple: &Tuple| endpoint(tuple.src, tuple.src_port());
     let destination = |tuple: &Tuple| endpoint(tuple.dst, tuple.dst_port());
     let json = JsonEvent {
-        event_type: event_name(kind),
+        event_type: event_name(event.kind),
         original_source_host: source(&entry.original),
         original_destination_host: destination(&entry.original),
         reply_source_host: entry.reply.as_ref().map(source),
         reply_destination_host: entry.reply.as_ref().map(destination),
         remote_host: remote_endpoint(class),
-        remote_name,
+        remote_name: event.remote_name,
         state: state_name(class.group),
-        netns,
+        netns: event.netns,
     };
     serde_json::to_string(&json).unwrap_or_default()
 }
