@@ -244,6 +244,113 @@ fn files_that_are_not_namespaces_are_skipped_and_the_bound_holds() {
     );
 }
 
+/// The sum over every namespace of `family` (the self-metrics are per namespace).
+fn summed(scrape: &Scrape, family: &str) -> f64 {
+    let samples = scrape.samples.iter().filter(|sample| sample.name == family);
+    samples.map(|sample| sample.value).sum()
+}
+
+#[test]
+fn max_series_bounds_the_label_sets_of_all_namespaces_together() {
+    let test = "max_series_bounds_the_label_sets_of_all_namespaces_together";
+    let Some(_namespace) = testkit::enter(test) else {
+        return;
+    };
+    let directory = TempDir::new("namespace-series");
+    let netns = directory.path().join("netns");
+    std::fs::create_dir(&netns).unwrap();
+    let remotes =
+        |prefix: &'static str, count: u8| (1..=count).map(move |host| format!("{prefix}.{host}"));
+    let pod_a = NamedNamespace::create(&netns.join("pod-a"));
+    let pod_b = NamedNamespace::create(&netns.join("pod-b"));
+    for (pod, prefix) in [(&pod_a, "192.0.2"), (&pod_b, "198.51.100")] {
+        pod.run(|| {
+            for remote in remotes(prefix, 6) {
+                create_tcp("10.0.0.1", 30000, &remote, 443, TcpState::Established);
+            }
+        });
+    }
+    let config = directory.write(
+        "config.toml",
+        "max_series = 8\nwatch_own_namespace = false\nresync_interval = \"0\"\n",
+    );
+    let pattern = format!("{}/*", netns.display());
+    let exporter = exporter_command()
+        .arg("--config")
+        .arg(&config)
+        .args(["--namespaces", &pattern])
+        .start();
+    // Twelve label sets in two namespaces, eight places for both: four connections are
+    // counted under "other", in the overflow set of whichever namespace they are in.
+    let scrape = eventually("both namespaces' twelve connections are counted", || {
+        let scrape = exporter.scrape();
+        match summed(&scrape, "conntrack_open_connections_total") {
+            12.0 => Ok(scrape),
+            counted => Err(format!("{counted} counted:\n{}", scrape.text)),
+        }
+    });
+    assert_eq!(
+        summed(&scrape, "conntrack_exporter_series"),
+        8.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        summed(&scrape, "conntrack_exporter_overflow_connections"),
+        4.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.value("conntrack_exporter_series_limit", &[]),
+        Some(8.0)
+    );
+    let placed_b = scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.name == "conntrack_open_connections_total")
+        .filter(|sample| sample.labels.get("netns").map(String::as_str) == Some("pod-b"))
+        .filter(|sample| sample.labels.get("host").map(String::as_str) != Some("other"))
+        .count();
+
+    // A namespace that goes away gives its places back: a new one gets its own sets for
+    // as many hosts as the places left free.
+    pod_a.delete();
+    eventually("pod-a leaves the output", || {
+        let left = samples_of(&exporter.scrape(), "pod-a");
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    let pod_c = NamedNamespace::create(&netns.join("pod-c"));
+    let free = 8 - placed_b;
+    assert!(free >= 2, "pod-b holds {placed_b} places");
+    pod_c.run(|| {
+        for remote in remotes("203.0.113", 2) {
+            create_tcp("10.0.0.1", 30000, &remote, 443, TcpState::Established);
+        }
+    });
+    wait_until_namespace_matches(&exporter, "pod-c", Some(&pod_c));
+    let scrape = exporter.scrape();
+    assert_eq!(
+        scrape.value(
+            "conntrack_exporter_overflow_connections",
+            &[("netns", "pod-c")]
+        ),
+        Some(0.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        summed(&scrape, "conntrack_exporter_series"),
+        (placed_b + 2) as f64,
+        "{}",
+        scrape.text
+    );
+}
+
 #[test]
 fn without_cap_sys_admin_the_start_fails_naming_it() {
     let test = "without_cap_sys_admin_the_start_fails_naming_it";
