@@ -11,7 +11,9 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 
-use common::{binary, connect, create_tcp, exporter_command, single_error_line};
+use common::{
+    binary, connect, create_tcp, exporter_command, namespace_directory, single_error_line,
+};
 use conntrack_codec::TcpState;
 use testkit::{
     Exporter, NamedNamespace, SEED_FAMILIES, Scrape, TempDir, eventually, kernel_host_counts, show,
@@ -79,6 +81,17 @@ fn wait_until_namespace_matches(
     });
 }
 
+/// Starts the exporter watching the namespace files `pattern` matches, with the config file
+/// `config` (written in `directory`).
+fn watching(directory: &TempDir, pattern: &str, config: &str) -> Exporter {
+    let config = directory.write("config.toml", config);
+    exporter_command()
+        .arg("--config")
+        .arg(&config)
+        .args(["--namespaces", pattern])
+        .start()
+}
+
 /// The number of namespaces in `state` (`watched`, `skipped`).
 fn namespaces(scrape: &Scrape, state: &str) -> Option<f64> {
     scrape.value("conntrack_exporter_namespaces", &[("state", state)])
@@ -101,8 +114,7 @@ fn every_namespace_is_counted_apart_and_namespaces_come_and_go() {
         return;
     };
     let directory = TempDir::new("namespaces");
-    let netns = directory.path().join("netns");
-    std::fs::create_dir(&netns).unwrap();
+    let (netns, pattern) = namespace_directory(&directory);
     let pods = ["pod-a", "pod-b", "pod-c"].map(|name| NamedNamespace::create(&netns.join(name)));
     let _kept: Vec<_> = pods
         .iter()
@@ -111,7 +123,6 @@ fn every_namespace_is_counted_apart_and_namespaces_come_and_go() {
         .collect();
     create_tcp("10.0.0.1", 40000, "198.51.100.1", 80, TcpState::Established);
 
-    let pattern = format!("{}/*", netns.display());
     let exporter = exporter_command()
         .args(["--namespaces", &pattern, "--ensure-tracking"])
         .start();
@@ -209,20 +220,14 @@ fn files_that_are_not_namespaces_are_skipped_and_the_bound_holds() {
         return;
     };
     let directory = TempDir::new("namespace-bound");
-    let netns = directory.path().join("netns");
-    std::fs::create_dir(&netns).unwrap();
+    let (netns, pattern) = namespace_directory(&directory);
     std::fs::write(netns.join("junk"), "not a namespace").unwrap();
     let _pods = ["one", "two", "three"].map(|name| NamedNamespace::create(&netns.join(name)));
-    let config = directory.write(
-        "config.toml",
+    let exporter = watching(
+        &directory,
+        &pattern,
         "max_namespaces = 2\nwatch_own_namespace = false\n",
     );
-    let pattern = format!("{}/*", netns.display());
-    let exporter = exporter_command()
-        .arg("--config")
-        .arg(&config)
-        .args(["--namespaces", &pattern])
-        .start();
     let scrape = exporter.scrape();
     assert_eq!(namespaces(&scrape, "watched"), Some(2.0), "{}", scrape.text);
     assert_eq!(namespaces(&scrape, "skipped"), Some(1.0), "{}", scrape.text);
@@ -257,8 +262,7 @@ fn max_series_bounds_the_label_sets_of_all_namespaces_together() {
         return;
     };
     let directory = TempDir::new("namespace-series");
-    let netns = directory.path().join("netns");
-    std::fs::create_dir(&netns).unwrap();
+    let (netns, pattern) = namespace_directory(&directory);
     let remotes =
         |prefix: &'static str, count: u8| (1..=count).map(move |host| format!("{prefix}.{host}"));
     let pod_a = NamedNamespace::create(&netns.join("pod-a"));
@@ -270,16 +274,11 @@ fn max_series_bounds_the_label_sets_of_all_namespaces_together() {
             }
         });
     }
-    let config = directory.write(
-        "config.toml",
+    let exporter = watching(
+        &directory,
+        &pattern,
         "max_series = 8\nwatch_own_namespace = false\nresync_interval = \"0\"\n",
     );
-    let pattern = format!("{}/*", netns.display());
-    let exporter = exporter_command()
-        .arg("--config")
-        .arg(&config)
-        .args(["--namespaces", &pattern])
-        .start();
     // Twelve label sets in two namespaces, eight places for both: four connections are
     // counted under "other", in the overflow set of whichever namespace they are in.
     let scrape = eventually("both namespaces' twelve connections are counted", || {
@@ -361,11 +360,9 @@ fn without_cap_sys_admin_the_start_fails_naming_it() {
         return;
     }
     let directory = TempDir::new("namespace-privilege");
-    let netns = directory.path().join("netns");
-    std::fs::create_dir(&netns).unwrap();
+    let (netns, pattern) = namespace_directory(&directory);
     let _pod = NamedNamespace::create(&netns.join("pod"));
     let config = directory.write("config.toml", "watch_own_namespace = false\n");
-    let pattern = format!("{}/*", netns.display());
     let line = single_error_line(
         Command::new("setpriv")
             .args([

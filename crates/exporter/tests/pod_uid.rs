@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{create_tcp, exporter_command};
+use common::{create_tcp, exporter_command, namespace_directory};
 use conntrack_codec::TcpState;
 use testkit::{
     Exporter, ExporterCommand, NamedNamespace, Process, SEED_FAMILIES, Scrape, TempDir, TestCgroup,
@@ -106,14 +106,6 @@ fn wait_until_labelled_and_exact(
         }
         Ok(())
     });
-}
-
-/// The directory of the test's namespace files, and the pattern that matches them.
-fn namespace_directory(directory: &TempDir) -> (std::path::PathBuf, String) {
-    let netns = directory.path().join("netns");
-    std::fs::create_dir(&netns).unwrap();
-    let pattern = format!("{}/*", netns.display());
-    (netns, pattern)
 }
 
 /// The network namespace named `name` in `directory`, with its entries.

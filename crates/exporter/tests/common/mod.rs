@@ -12,7 +12,7 @@ use std::process::Command;
 use conntrack_codec::{NewEntry, TcpState, Tuple};
 use ctnetlink::ConntrackSocket;
 
-use testkit::{Exporter, ExporterCommand, address, run_to_exit};
+use testkit::{Exporter, ExporterCommand, TempDir, address, run_to_exit};
 
 /// The exporter binary built by Cargo for these tests.
 pub fn binary() -> &'static str {
@@ -81,4 +81,12 @@ pub fn single_error_line(command: &mut Command) -> String {
         .strip_prefix(ERROR_PREFIX)
         .unwrap_or_else(|| panic!("{:?} lacks {ERROR_PREFIX:?}", lines[0]))
         .to_owned()
+}
+
+/// The directory of the test's namespace files, and the pattern that matches them.
+pub fn namespace_directory(directory: &TempDir) -> (std::path::PathBuf, String) {
+    let netns = directory.path().join("netns");
+    std::fs::create_dir(&netns).unwrap();
+    let pattern = format!("{}/*", netns.display());
+    (netns, pattern)
 }
