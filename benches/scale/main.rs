@@ -7,6 +7,7 @@
 //! Usage (as root, after `cargo build --release -p conntrack-exporter -p benches`):
 //! `target/release/scale [--entries N] [--churn-seconds S] [--phases burst,scale,...]`
 
+mod dump_rounds;
 mod kernel_limits;
 mod namespaces;
 mod workload;
@@ -54,6 +55,7 @@ struct Options {
     entries: u32,
     scale_entries: u32,
     million_entries: u32,
+    dump_rounds: u32,
     churn_seconds: u64,
     phases: Vec<String>,
 }
@@ -70,6 +72,7 @@ impl Options {
             entries: 100_000,
             scale_entries: 250_000,
             million_entries: 1_000_000,
+            dump_rounds: 5,
             churn_seconds: 60,
             phases: ["burst", "scale", "churn", "cardinality", "namespaces"]
                 .map(String::from)
@@ -87,13 +90,14 @@ impl Options {
                 "--million-entries" => {
                     options.million_entries = value.parse().expect("--million-entries N")
                 }
+                "--dump-rounds" => options.dump_rounds = value.parse().expect("--dump-rounds N"),
                 "--churn-seconds" => {
                     options.churn_seconds = value.parse().expect("--churn-seconds S")
                 }
                 "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
                 other => panic!(
                     "unknown option {other}; known: --exporter PATH, --entries N, \
-                     --scale-entries N, --million-entries N, --churn-seconds S, \
+                     --scale-entries N, --million-entries N, --dump-rounds N, --churn-seconds S, \
                      --phases burst,scale,churn,cardinality,namespaces,million,mixed"
                 ),
             }
@@ -196,7 +200,7 @@ impl Harness<'_> {
     fn start_exporter(&mut self, config: &str) -> Exporter {
         self.next_port += 1;
         let port = self.next_port;
-        let config = self.dir.write(&format!("exporter-{port}.toml"), config);
+        let config = self.write_config(port, config);
         ExporterCommand::new(&self.options.exporter)
             .port(port)
             .arg("--config")
@@ -205,6 +209,11 @@ impl Harness<'_> {
             .track_own_port()
             .ready_within(STARTUP_DEADLINE)
             .start()
+    }
+
+    /// Writes the config file of the exporter on `port`, at start or for a reload.
+    fn write_config(&self, port: u16, config: &str) -> PathBuf {
+        self.dir.write(&format!("exporter-{port}.toml"), config)
     }
 
     /// Creates `entries`, flushes, creates `entries` others: 3 × `entries` events.
@@ -381,32 +390,7 @@ impl Harness<'_> {
             .status();
         let conntrack_list = listed.elapsed().as_secs_f64();
         assert!(status.is_ok_and(|s| s.success()), "conntrack -L failed");
-        // The kernel's own cost of a dump: a reader that decodes nothing.
-        let kernel_dump = self.dump_without_decoding();
-        let exporter = self.start_exporter("resync_interval = \"1s\"\n");
-        let startup_dump = value(
-            &exporter.scrape(),
-            "conntrack_exporter_resync_duration_seconds",
-            &[],
-        );
-        let mut slowest = Duration::ZERO;
-        let started = Instant::now();
-        while value(
-            &exporter.scrape(),
-            "conntrack_exporter_resyncs_total",
-            &[("reason", "periodic")],
-        ) < 3.0
-            && started.elapsed() < Duration::from_secs(30)
-        {
-            slowest = slowest.max(exporter.time_scrape());
-        }
-        let resync_during_scrapes = value(
-            &exporter.scrape(),
-            "conntrack_exporter_resync_duration_seconds",
-            &[],
-        );
-        let resync = resync_without_scrapes(&exporter, resync_during_scrapes);
-        let p50_10k = many_hosts["p50_ms"].as_f64().unwrap_or(f64::NAN);
+        let dumps = self.dump_rounds();
 
         json!({
             "scrape_1000_hosts_1k_connections": small,
@@ -418,16 +402,8 @@ impl Harness<'_> {
             "rss_empty_bytes": rss_empty,
             "rss_large_table_bytes": rss_full,
             "rss_bytes_per_connection": (rss_full.saturating_sub(rss_empty)) as f64 / f64::from(big),
-            "startup_dump_seconds": startup_dump,
-            "resync_seconds": resync,
-            "resync_during_scrapes_seconds": resync_during_scrapes,
-            "resync_vs_dump_without_decoding": resync / kernel_dump,
             "conntrack_list_seconds": conntrack_list,
-            "startup_dump_vs_conntrack_list": startup_dump / conntrack_list,
-            "dump_without_decoding_seconds": kernel_dump,
-            "startup_dump_vs_dump_without_decoding": startup_dump / kernel_dump,
-            "slowest_scrape_during_resyncs_ms": slowest.as_secs_f64() * 1e3,
-            "slowest_scrape_during_resyncs_vs_p50_10000_hosts": slowest.as_secs_f64() * 1e3 / p50_10k,
+            "dumps": dumps,
         })
     }
 
@@ -543,26 +519,8 @@ impl Harness<'_> {
 
         let floor = self.floor_reader_against(Self::run_live_burst);
 
-        // The kernel's own cost of dumping this table, before and after the exporter's
-        // dumps; the exporter's start-up dump and resyncs are compared with their mean.
-        let kernel_dump_before = self.dump_without_decoding();
-        let exporter = self.start_exporter("resync_interval = \"1s\"\n");
-        let startup_dump = value(
-            &exporter.scrape(),
-            "conntrack_exporter_resync_duration_seconds",
-            &[],
-        );
-        let rss_after_startup_dump = exporter.process.rss_bytes();
-        let (slowest, resyncs) = slowest_scrape_during_resyncs(&exporter, 3);
-        let resync_during_scrapes = value(
-            &exporter.scrape(),
-            "conntrack_exporter_resync_duration_seconds",
-            &[],
-        );
-        let resync = resync_without_scrapes(&exporter, resync_during_scrapes);
-        drop(exporter);
-        let kernel_dump_after = self.dump_without_decoding();
-        let kernel_dump = (kernel_dump_before + kernel_dump_after) / 2.0;
+        let dumps = self.dump_rounds();
+        let kernel_dump = self.dump_without_decoding();
         // Decoding alone, without the exporter's apply: on the receiving thread, and on a
         // second one while the first receives.
         let decoded = Instant::now();
@@ -578,7 +536,6 @@ impl Harness<'_> {
         let per_connection = |rss: u64| rss.saturating_sub(rss_empty) as f64 / f64::from(count);
         let first = samples.get(1).copied().unwrap_or_default();
         let last = samples.last().copied().unwrap_or_default();
-        let render_p50 = scrapes["p50_ms"].as_f64().unwrap_or(f64::NAN);
         let cpu_per_event = |run: &Value| run["cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN);
         json!({
             "connections": count,
@@ -593,8 +550,8 @@ impl Harness<'_> {
             "rss_bytes_per_further_connection": rss_loaded.saturating_sub(rss_hosts) as f64
                 / f64::from(count - MILLION_HOSTS),
             "rss_bytes_per_connection_target": 64,
-            "rss_after_startup_dump_bytes": rss_after_startup_dump,
-            "rss_bytes_per_connection_after_startup_dump": per_connection(rss_after_startup_dump),
+            "rss_bytes_per_connection_after_startup_dump":
+                dumps["rss_after_startup_dump_bytes"].as_u64().map(per_connection),
             "scrape": scrapes,
             "burst_on_full_table": {
                 "exporter": burst,
@@ -613,19 +570,10 @@ impl Harness<'_> {
                 "rss_last_vs_first_sample_after_warmup": last as f64 / first as f64,
                 "target": 1.05,
             },
-            "dump_without_decoding_seconds": [kernel_dump_before, kernel_dump_after],
+            "dumps": dumps,
+            "dump_without_decoding_seconds": kernel_dump,
             "dump_decoding_on_the_receiving_thread_seconds": decoded,
             "dump_decoding_on_a_second_thread_seconds": overlapped,
-            "startup_dump_seconds": startup_dump,
-            "startup_dump_vs_dump_without_decoding": startup_dump / kernel_dump,
-            "resync_seconds": resync,
-            "resync_vs_dump_without_decoding": resync / kernel_dump,
-            "resync_during_scrapes_seconds": resync_during_scrapes,
-            "dump_target": 1.1,
-            "periodic_resyncs_during_scrapes": resyncs,
-            "slowest_scrape_during_resyncs_ms": slowest.as_secs_f64() * 1e3,
-            "slowest_scrape_during_resyncs_vs_scrape_p50": slowest.as_secs_f64() * 1e3 / render_p50,
-            "slowest_scrape_target": 1.2,
         })
     }
 
@@ -729,40 +677,6 @@ impl Harness<'_> {
     }
 }
 
-/// The duration of a periodic resync that ran while nothing scraped: with resyncs every
-/// second, waits three times as long as the latest one took (at least 3 seconds) without a
-/// scrape, then reads the duration of the latest resync, which ran alone. The resyncs timed
-/// during back-to-back scrapes share the two cores with the renders.
-fn resync_without_scrapes(exporter: &Exporter, latest: f64) -> f64 {
-    std::thread::sleep(Duration::from_secs_f64((3.0 * latest).max(3.0)));
-    value(
-        &exporter.scrape(),
-        "conntrack_exporter_resync_duration_seconds",
-        &[],
-    )
-}
-
-/// The slowest of back-to-back scrapes until the exporter has run `resyncs` more periodic
-/// resyncs (or a minute passed), and how many it ran.
-fn slowest_scrape_during_resyncs(exporter: &Exporter, resyncs: u32) -> (Duration, f64) {
-    let periodic = || {
-        value(
-            &exporter.scrape(),
-            "conntrack_exporter_resyncs_total",
-            &[("reason", "periodic")],
-        )
-    };
-    let before = periodic();
-    let mut slowest = Duration::ZERO;
-    let started = Instant::now();
-    let mut done = 0.0;
-    while done < f64::from(resyncs) && started.elapsed() < Duration::from_secs(60) {
-        slowest = slowest.max(exporter.time_scrape());
-        done = periodic() - before;
-    }
-    (slowest, done)
-}
-
 impl Harness<'_> {
     /// As many distinct remote addresses as the large table has connections (a scan, or SYNs
     /// from spoofed sources), under the default `max_series`, next to a fifth of them with no
@@ -852,12 +766,18 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// p50 and p99 of `scrapes` scrapes, in milliseconds.
 fn scrape_times(exporter: &Exporter, scrapes: usize) -> Value {
-    let mut times: Vec<f64> = (0..scrapes)
+    let times: Vec<f64> = (0..scrapes)
         .map(|_| exporter.time_scrape().as_secs_f64() * 1e3)
         .collect();
-    times.sort_by(f64::total_cmp);
-    let at = |quantile: f64| times[((times.len() - 1) as f64 * quantile).round() as usize];
-    json!({ "p50_ms": at(0.5), "p99_ms": at(0.99), "scrapes": scrapes })
+    json!({ "p50_ms": quantile(&times, 0.5), "p99_ms": quantile(&times, 0.99), "scrapes": scrapes })
+}
+
+/// The value at `quantile` of `times` (nearest rank); NaN when there is none.
+fn quantile(times: &[f64], quantile: f64) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = ((sorted.len().max(1) - 1) as f64 * quantile).round() as usize;
+    sorted.get(at).copied().unwrap_or(f64::NAN)
 }
 
 /// Waits until `process` has used no CPU for half a second: it has read everything.
