@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ctnetlink::ConntrackSocket;
+use ctnetlink::{ConntrackSocket, DecoderPriority};
 use serde_json::{Value, json};
 
 use testkit::{
@@ -72,7 +72,7 @@ impl Options {
             entries: 100_000,
             scale_entries: 250_000,
             million_entries: 1_000_000,
-            dump_rounds: 5,
+            dump_rounds: 9,
             churn_seconds: 60,
             phases: ["burst", "scale", "churn", "cardinality", "namespaces"]
                 .map(String::from)
@@ -528,7 +528,7 @@ impl Harness<'_> {
         let decoded = decoded.elapsed().as_secs_f64();
         let overlapped = Instant::now();
         self.socket
-            .dump_overlapped(None, |_| {})
+            .dump_overlapped(None, DecoderPriority::Caller, |_| {})
             .expect("dumping the table");
         let overlapped = overlapped.elapsed().as_secs_f64();
         flush(self.socket);

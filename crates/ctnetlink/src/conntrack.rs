@@ -13,6 +13,8 @@ use crate::socket::{AlignedBuffer, NetlinkSocket, Read};
 
 mod overlapped;
 
+pub use overlapped::DecoderPriority;
+
 /// Receive buffer size for one `recv`. Dump replies are batched by the kernel into messages
 /// of up to a page or more each; 64 KiB holds any batch it sends.
 const RECEIVE_CHUNK: usize = 64 * 1024;

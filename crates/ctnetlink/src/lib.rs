@@ -50,7 +50,7 @@ mod readiness;
 mod socket;
 pub mod tracking_switch;
 
-pub use conntrack::{ConntrackSocket, DumpSummary};
+pub use conntrack::{ConntrackSocket, DecoderPriority, DumpSummary};
 pub use error::Error;
 pub use events::{EventGroups, EventSocket, ReceiveQueue, Received};
 pub use readiness::Readiness;

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use conntrack_codec::{Entry, Family, NewEntry, Protocol, Status, TcpState, Tuple};
-use ctnetlink::{ConntrackSocket, tracking_switch};
+use ctnetlink::{ConntrackSocket, DecoderPriority, tracking_switch};
 
 /// Every state a TCP entry can be created in (all but `None`, which the kernel would treat
 /// as a new connection, and `Other`, which is not a state).
@@ -496,7 +496,7 @@ fn a_large_dump_spanning_many_datagrams_returns_every_entry_once() {
     // same order.
     let mut overlapped = Vec::new();
     let summary = socket
-        .dump_overlapped(None, |decoded| {
+        .dump_overlapped(None, DecoderPriority::Caller, |decoded| {
             overlapped.push(decoded.expect("dumped entry decodes").entry)
         })
         .expect("overlapped dump");
@@ -531,9 +531,50 @@ fn an_overlapped_dump_of_a_family_without_entries_ends() {
         .unwrap();
     let mut seen = 0;
     let summary = socket
-        .dump_overlapped(Some(Family::Ipv6), |_| seen += 1)
+        .dump_overlapped(Some(Family::Ipv6), DecoderPriority::Caller, |_| seen += 1)
         .expect("overlapped dump");
     assert_eq!((summary.entries, seen), (0, 0));
     assert!(socket.dump_undecoded(Some(Family::Ipv6)).unwrap() > 0);
-    assert_eq!(socket.dump_overlapped(None, |_| {}).unwrap().entries, 1);
+    let dumped = socket.dump_overlapped(None, DecoderPriority::Caller, |_| {});
+    assert_eq!(dumped.unwrap().entries, 1);
+}
+
+/// The nice value of the calling thread.
+fn own_nice() -> i32 {
+    // SAFETY: reads the calling thread's nice value.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+#[test]
+fn an_overlapped_dump_decodes_at_the_priority_asked_for() {
+    let Some(_ns) = testkit::enter("overlapped_dump_priority") else {
+        return;
+    };
+    let mut socket = ConntrackSocket::open().unwrap();
+    for port in 1..=3 {
+        let (src, dst) = addresses(Family::Ipv4);
+        socket
+            .create(&NewEntry::tcp(
+                Tuple::tcp(src, port, dst, 443),
+                TcpState::Established,
+                600,
+            ))
+            .unwrap();
+    }
+    let caller = own_nice();
+    assert!(caller <= 9, "the test runs at nice {caller}");
+    for (priority, expected) in [
+        (DecoderPriority::Caller, caller),
+        (DecoderPriority::Lowered(10), caller + 10),
+        (DecoderPriority::Lowered(200), 19),
+    ] {
+        let mut seen = Vec::new();
+        let summary = socket
+            .dump_overlapped(None, priority, |_| seen.push(own_nice()))
+            .unwrap();
+        assert_eq!(summary.entries, 3);
+        assert_eq!(seen, [expected; 3], "{priority:?}");
+        // The receiving thread, the caller's, keeps its priority.
+        assert_eq!(own_nice(), caller, "{priority:?}");
+    }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use conntrack_codec::{EntryKind, EntryMessage, ParseError, Protocol, event_filter};
 use ctnetlink::addresses::{self, AddressChanges};
 use ctnetlink::namespace::{NamespaceId, NetworkNamespace};
-use ctnetlink::{ConntrackSocket, EventGroups, EventSocket, Readiness, Received};
+use ctnetlink::{ConntrackSocket, DecoderPriority, EventGroups, EventSocket, Readiness, Received};
 use log::{debug, info, warn};
 use pods::PodUid;
 use tracker::{Classifier, HostLabels, HostPattern, LabelNames, ProtocolSet, Tracker};
@@ -100,6 +100,25 @@ enum Reason {
     EventsLost,
     /// A config reload changed `ignore_hosts`: every entry is classified again.
     Reload,
+}
+
+/// How much lower than the exporter's own the priority of a background resync's decoding is
+/// (nice +10: about a tenth of a core's share against one thread of normal priority).
+const BACKGROUND_RESYNC_NICE: u8 = 10;
+
+impl Reason {
+    /// The priority of the dump's decoding, which also applies the entries. A periodic or
+    /// reload resync is background work: the numbers are right before it, and on a busy host
+    /// it should take the cores only when scrapes (whose render then keeps a core of its
+    /// own) and the host's own work leave them idle. The start-up dump and the repair after
+    /// lost events run at the exporter's priority, as the numbers are missing or wrong
+    /// until they end.
+    fn decoder_priority(self) -> DecoderPriority {
+        match self {
+            Reason::Startup | Reason::EventsLost => DecoderPriority::Caller,
+            Reason::Periodic | Reason::Reload => DecoderPriority::Lowered(BACKGROUND_RESYNC_NICE),
+        }
+    }
 }
 
 /// What a config reload (SIGHUP) changes in the running collector.
@@ -503,14 +522,16 @@ impl Watch {
         let tracker = Arc::clone(&self.applier.tracker);
         let mut resync = tracker.begin_resync();
         let applier = &mut self.applier;
-        let summary = self.table.dump_overlapped(None, |decoded| match decoded {
-            Ok(decoded) => {
-                applier.count_attribute_errors(&decoded);
-                let entry = &decoded.entry;
-                resync.observe(entry, applier.classifier.classify(entry));
-            }
-            Err(error) => applier.skip_malformed(error),
-        })?;
+        let summary = self
+            .table
+            .dump_overlapped(None, reason.decoder_priority(), |decoded| match decoded {
+                Ok(decoded) => {
+                    applier.count_attribute_errors(&decoded);
+                    let entry = &decoded.entry;
+                    resync.observe(entry, applier.classifier.classify(entry));
+                }
+                Err(error) => applier.skip_malformed(error),
+            })?;
         let outcome = resync.finish();
         let duration = started.elapsed();
         self.last_dump_duration = duration;

@@ -790,7 +790,7 @@ fn describe_namespace_metrics() {
     );
     describe_counter!(
         "conntrack_exporter_resyncs_total",
-        "Full re-reads of the conntrack table, by reason (startup, periodic, events_lost)."
+        "Full re-reads of the conntrack table, by reason (startup, periodic, events_lost, reload)."
     );
     describe_counter!(
         "conntrack_exporter_resync_corrected_entries_total",

@@ -24,11 +24,13 @@ const OPERATION: &str = "dumping the conntrack table";
 
 impl ConntrackSocket {
     /// Streams every entry of the table to `on_entry`, as [`ConntrackSocket::dump`] does,
-    /// but decodes and calls back on a second thread while this one receives the next batch
-    /// from the kernel. Entries arrive in the kernel's order, one at a time.
+    /// but decodes and calls back on a second thread, scheduled at `priority`, while this
+    /// one receives the next batch from the kernel. Entries arrive in the kernel's order, one
+    /// at a time.
     pub fn dump_overlapped(
         &mut self,
         family: Option<Family>,
+        priority: DecoderPriority,
         on_entry: impl FnMut(Result<EntryMessage, ParseError>) + Send,
     ) -> Result<DumpSummary, Error> {
         let sequence = self.next_sequence();
@@ -42,7 +44,10 @@ impl ConntrackSocket {
         }
         let socket = &self.socket;
         std::thread::scope(|scope| {
-            let decoder = scope.spawn(move || decode(to_decode, recycle, on_entry));
+            let decoder = scope.spawn(move || {
+                priority.apply_to_this_thread();
+                decode(to_decode, recycle, on_entry)
+            });
             let received = receive_dump(
                 socket,
                 || spare.recv().ok(),
@@ -77,6 +82,36 @@ impl ConntrackSocket {
             },
         )?;
         Ok(bytes)
+    }
+}
+
+/// How the thread that decodes an overlapped dump is scheduled against the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderPriority {
+    /// The caller's own.
+    Caller,
+    /// The caller's nice value raised by this much (to 19 at most): the decoding gives way
+    /// whenever a thread of the caller's priority wants the core it runs on, and takes
+    /// whatever is left. The receiving thread keeps the caller's priority, so the kernel's
+    /// side of the dump does not wait.
+    Lowered(u8),
+}
+
+impl DecoderPriority {
+    /// Applies the priority to the calling thread (on Linux, a nice value is a thread's own).
+    fn apply_to_this_thread(self) {
+        let DecoderPriority::Lowered(by) = self else {
+            return;
+        };
+        // SAFETY: both calls only read or set the calling thread's nice value; `getpriority`
+        // may return -1 as a valid value, which only makes the new value one lower.
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let lowered = (nice + i32::from(by)).min(19);
+        // Raising one's own nice value needs no privilege, so this fails only where a
+        // seccomp filter forbids the call: the decoding then keeps the caller's priority,
+        // which is slower for others but as correct.
+        // SAFETY: as above.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, lowered) };
     }
 }
 
