@@ -69,7 +69,7 @@ impl Layer {
             toml::from_str(text).map_err(|error| SettingsError::Syntax {
                 origin: origin.to_owned(),
                 line: error.span().map(|span| line_of(span.start)),
-                message: error.message().trim().to_owned(),
+                message: on_one_line(error.message().trim()),
             })?;
         // In the order of the file, so that the first error reported is the first one in it.
         let mut entries: Vec<_> = table.into_iter().collect();
@@ -83,12 +83,12 @@ impl Layer {
                     origin: origin.to_owned(),
                     line,
                     key: key.into_inner(),
-                    message: error.message().trim().to_owned(),
+                    message: on_one_line(error.message().trim()),
                 },
                 None => SettingsError::UnknownKey {
                     origin: origin.to_owned(),
                     line,
-                    key: key.into_inner(),
+                    key: on_one_line(key.as_ref()),
                     expected: known_keys(),
                 },
             };
@@ -96,6 +96,21 @@ impl Layer {
         }
         Ok(layer)
     }
+}
+
+/// `text` with its control characters escaped (`\n` for a newline): errors quote values and
+/// keys of the file, which TOML's quoted strings may fill with newlines, and an error is one
+/// line in the log.
+fn on_one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The keys there are, for an error about one that is not.

@@ -465,6 +465,17 @@ mod tests {
                 "test.toml:1: host_groups: ",
                 "unknown field `nme`, expected `name` or `networks`",
             ),
+            // Values and keys quoted in an error keep it on one line.
+            (
+                "naming = \"f\\ncy\"\n",
+                "test.toml:1: naming: ",
+                "unknown variant `f\\ncy`, expected `seed` or `plain`",
+            ),
+            (
+                "\"a\\nb\" = 1\n",
+                "test.toml:1: unknown field `a\\nb`",
+                "expected one of",
+            ),
         ];
         for (text, prefix, allowed) in cases {
             let message = load_text(text).unwrap_err().to_string();
