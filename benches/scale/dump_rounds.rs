@@ -48,8 +48,8 @@ struct Round {
 impl Harness<'_> {
     /// `--dump-rounds` rounds, each with a new exporter on the table in place: a dump that
     /// decodes nothing (the kernel's own cost), then the exporter's start-up dump,
-    /// [`IDLE_SCRAPES`] idle scrapes, one resync while nothing scrapes, and scrapes back to back while
-    /// reloads make it resync [`RESYNCS_DURING_SCRAPES`] times in a row.
+    /// [`IDLE_SCRAPES`] idle scrapes, one resync while nothing scrapes, and scrapes back to
+    /// back while reloads make it resync [`RESYNCS_DURING_SCRAPES`] times in a row.
     pub(crate) fn dump_rounds(&mut self) -> Value {
         let rounds: Vec<Round> = (0..self.options.dump_rounds)
             .map(|_| self.dump_round())
@@ -64,6 +64,7 @@ impl Harness<'_> {
             "scrape_p50_ms": median_of(|r| quantile(&r.idle_scrapes, 0.5)),
             "slowest_scrape_during_resyncs_vs_scrape_p50": median_of(Round::slowest_during_resyncs_vs_p50),
             "slowest_idle_scrape_vs_scrape_p50": median_of(Round::slowest_idle_vs_p50),
+            "slowest_scrape_during_resyncs_vs_slowest_idle": median_of(Round::slowest_during_resyncs_vs_idle),
             "slowest_scrape_target": 1.2,
             "rss_after_startup_dump_bytes": rounds.first().map(|r| r.rss_after_startup_dump),
         })
@@ -81,29 +82,36 @@ impl Harness<'_> {
 
         self.reload(&exporter, &mut reloads);
         let deadline = Instant::now() + RESYNC_DEADLINE;
-        loop {
+        let resynced = loop {
             wait_until_idle(&exporter.process);
-            let scrape = exporter.metrics_text();
-            if sample(&scrape, RELOAD_RESYNCS) >= reloads as f64 || Instant::now() > deadline {
-                break;
+            if sample(&exporter.metrics_text(), RELOAD_RESYNCS) >= f64::from(reloads) {
+                break true;
             }
-        }
+            if Instant::now() > deadline {
+                break false;
+            }
+        };
+        self.check(resynced, "a reload's resync ran alone");
         let resync_alone = value(&exporter.scrape(), RESYNC_DURATION, &[]);
 
         let mut scrapes_during_resyncs = Vec::new();
         let last = reloads + RESYNCS_DURING_SCRAPES;
         self.reload(&exporter, &mut reloads);
         let deadline = Instant::now() + RESYNC_DEADLINE;
-        while Instant::now() < deadline {
+        let resynced = loop {
             let (took, page) = time_scrape(&exporter);
             scrapes_during_resyncs.push(took);
-            if sample(&page, RELOAD_RESYNCS) >= reloads as f64 {
+            if sample(&page, RELOAD_RESYNCS) >= f64::from(reloads) {
                 if reloads == last {
-                    break;
+                    break true;
                 }
                 self.reload(&exporter, &mut reloads);
             }
-        }
+            if Instant::now() > deadline {
+                break false;
+            }
+        };
+        self.check(resynced, "reloads' resyncs ran during scrapes");
         let resync_during_scrapes = value(&exporter.scrape(), RESYNC_DURATION, &[]);
         Round {
             dump_without_decoding,
@@ -135,6 +143,11 @@ impl Round {
         slowest(&self.idle_scrapes) / quantile(&self.idle_scrapes, 0.5)
     }
 
+    /// What the resyncs add to the slowest scrape, apart from that spread.
+    fn slowest_during_resyncs_vs_idle(&self) -> f64 {
+        slowest(&self.scrapes_during_resyncs) / slowest(&self.idle_scrapes)
+    }
+
     fn report(&self) -> Value {
         json!({
             "dump_without_decoding_seconds": self.dump_without_decoding,
@@ -148,6 +161,7 @@ impl Round {
             "slowest_scrape_during_resyncs_ms": slowest(&self.scrapes_during_resyncs),
             "slowest_scrape_during_resyncs_vs_scrape_p50": self.slowest_during_resyncs_vs_p50(),
             "slowest_idle_scrape_vs_scrape_p50": self.slowest_idle_vs_p50(),
+            "slowest_scrape_during_resyncs_vs_slowest_idle": self.slowest_during_resyncs_vs_idle(),
         })
     }
 }
