@@ -103,14 +103,14 @@ impl DecoderPriority {
         let DecoderPriority::Lowered(by) = self else {
             return;
         };
-        // SAFETY: both calls only read or set the calling thread's nice value; `getpriority`
-        // may return -1 as a valid value, which only makes the new value one lower.
+        // SAFETY: reads the calling thread's nice value; no memory is passed.
         let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        // A failed read also returns -1, a valid nice value: the result is then one step off.
         let lowered = (nice + i32::from(by)).min(19);
         // Raising one's own nice value needs no privilege, so this fails only where a
         // seccomp filter forbids the call: the decoding then keeps the caller's priority,
         // which is slower for others but as correct.
-        // SAFETY: as above.
+        // SAFETY: sets the calling thread's nice value; no memory is passed.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, lowered) };
     }
 }
