@@ -109,8 +109,8 @@ const BACKGROUND_RESYNC_NICE: u8 = 10;
 impl Reason {
     /// The priority of the dump's decoding, which also applies the entries. A periodic or
     /// reload resync is background work: the numbers are right before it, and on a busy host
-    /// it should take the cores only when scrapes (whose render then keeps a core of its
-    /// own) and the host's own work leave them idle. The start-up dump and the repair after
+    /// it should mostly wait while scrapes (whose render then keeps a core of its own) or the
+    /// host's own work want the cores. The start-up dump and the repair after
     /// lost events run at the exporter's priority, as the numbers are missing or wrong
     /// until they end.
     fn decoder_priority(self) -> DecoderPriority {
